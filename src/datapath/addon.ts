@@ -106,7 +106,7 @@ export interface NativeAddon {
   mapUpdate(mapFd: number, key: Uint8Array, value: Uint8Array, flags?: number): void; // flags: 0 ANY, 1 NOEXIST, 2 EXIST
   mapDelete(mapFd: number, key: Uint8Array): boolean; // false if absent
   /** all keys, in iteration order */
-  mapKeys(mapFd: number, keySize: number): Buffer[];
+  mapKeys(mapFd: number): Buffer[];
 
   /** number of possible CPUs, as libbpf_num_possible_cpus() */
   numPossibleCpus(): number;
