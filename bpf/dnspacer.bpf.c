@@ -82,7 +82,7 @@ int dnspacer_classify(struct __sk_buff *skb)
 	struct packet pkt = {};
 	enum parse_result r;
 	__u32 zero = 0, slot = 0;
-	__u64 now, udp_gap;
+	__u64 now, udp_gap, h;
 	bool delayed = false;
 	int qtype;
 
@@ -107,29 +107,37 @@ int dnspacer_classify(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	}
 	c->udp++;
-	now = bpf_ktime_get_ns();
+	h = tuple_hash(&pkt);
 
-	udp_gap = udp_gap_to_previous(&pkt, now);
-	if (udp_gap < cfg->window_ns)
-		c->racing_udp_pairs++;
-
-	qtype = -1;
+	qtype = DNS_NOT_QUERY;
 	if (dns_port(pkt.dport) && (!cfg->match_prefixes || dns_destination(&pkt))) {
 		qtype = dns_question(skb, pkt.l4_off);
 		if (qtype == DNS_MALFORMED)
 			c->malformed++;
 	}
 	if (qtype < 0) {
+		/* Any other UDP: racing pairs are counted on a sample of tuples, each
+		 * sampled pair standing for 2^shift, so the clock is read rarely. */
+		if (!tuple_sampled(h, sample_shift(cfg->udp_sample_shift)))
+			return TC_ACT_OK;
+		now = bpf_ktime_get_ns();
+		udp_gap = udp_gap_to_previous(h, now);
 		if (udp_gap < cfg->window_ns) {
 			struct trace_pair pair = { .gap_ns = udp_gap };
 
+			c->racing_udp_pairs += 1ULL << sample_shift(cfg->udp_sample_shift);
 			trace_racing_pair(cfg, c, &pkt, slot, now, &pair);
 		}
 		return TC_ACT_OK;
 	}
+
+	now = bpf_ktime_get_ns();
+	udp_gap = udp_gap_to_previous(h, now);
+	if (udp_gap < cfg->window_ns)
+		c->racing_udp_pairs++;
 	count_query(c, qtype);
 
-	pace_decide(cfg, &pkt, qtype, now, &d);
+	pace_decide(cfg, h, qtype, now, udp_gap, &d);
 	if (d.racing)
 		c->racing_dns_pairs++;
 	if (d.left)

@@ -9,7 +9,7 @@
 #include <linux/types.h>
 
 #define DNSPACER_MAX_SLOTS     4096   /* attachments that keep their own counters */
-#define DNSPACER_MAX_FLOWS     65536  /* DNS 5-tuples remembered for pair pacing */
+#define DNSPACER_MAX_FLOWS     65536  /* DNS 5-tuple slots for pair pacing (direct-mapped) */
 #define DNSPACER_RECENT_SLOTS  65536  /* direct-mapped table for any-port UDP pairs */
 #define DNSPACER_MAX_PREFIXES  256
 #define DNSPACER_RINGBUF_BYTES (256 * 1024)
@@ -20,8 +20,11 @@
  *   ports     ARRAY[65536]    __u8, 1 if the host-order port is a DNS port
  *   prefixes  LPM_TRIE        struct dnspacer_prefix_key -> __u8
  *   counters  PERCPU_ARRAY[DNSPACER_MAX_SLOTS] struct dnspacer_counters
- *   flows     LRU_HASH        struct dnspacer_flow_key -> struct dnspacer_flow
+ *   flows     ARRAY[DNSPACER_MAX_FLOWS] struct dnspacer_flow, indexed by 5-tuple hash
  *   recent    ARRAY[DNSPACER_RECENT_SLOTS] __u64 (tag << 48 | seen_ns & 2^48-1)
+ * Both tables are direct-mapped by the same 5-tuple hash (low 16 bits index, a
+ * 16-bit tag above): an inlined array lookup and one atomic per packet, where a
+ * hash map would cost a full key hash and compare.
  *   events    RINGBUF         struct dnspacer_event
  *   trace_budget PERCPU_ARRAY[1] rate-limit state
  */
@@ -58,7 +61,7 @@ struct dnspacer_config {
 	__u32 mark_value;       /* set under mark_mask on every paced/marked packet */
 	__u32 mark_mask;
 	__u32 trace_per_sec;    /* ring-buffer events per second per CPU; 0 = none */
-	__u32 _pad0;
+	__u32 udp_sample_shift; /* time 1 in 2^n non-DNS UDP 5-tuples for racing_udp_pairs (0: all) */
 };
 
 /* Per-attachment config: map "instance", private to each loaded copy. */
@@ -78,7 +81,8 @@ struct dnspacer_counters {
 	__u64 queries_other;
 	__u64 paced;            /* packets whose tstamp or mark this program set */
 	__u64 delay_ns;         /* sum of departure - now over paced packets */
-	__u64 racing_udp_pairs; /* any port: a packet within W of the previous one of its 5-tuple */
+	__u64 racing_udp_pairs; /* any port: a packet within W of the previous one of its 5-tuple;
+				 * exact for DNS queries, estimated (each sampled pair adds 2^shift) for the rest */
 	__u64 racing_dns_pairs; /* the same among DNS queries */
 	__u64 racing_left;      /* racing DNS pairs whose departures stay closer than G */
 	__u64 malformed;        /* headers cut short or not parseable */
@@ -93,20 +97,12 @@ struct dnspacer_prefix_key {
 	__u8  addr[16];
 };
 
-/* Key of the "flows" LRU hash: one DNS 5-tuple. IPv4 as ::ffff:a.b.c.d. */
-struct dnspacer_flow_key {
-	__u8  saddr[16];
-	__u8  daddr[16];
-	__u16 sport;            /* network byte order */
-	__u16 dport;            /* network byte order */
-	__u8  proto;
-	__u8  _pad[3];
-};
-
+/* Value of the "flows" array: the latest departure given on a DNS 5-tuple.
+ * departure = tag << 48 | (departure_ns & 2^48-1), moved only by compare-and-swap,
+ * so two CPUs on one 5-tuple cannot both take the same departure. */
 struct dnspacer_flow {
-	__u64 departure_ns;     /* departure given to the latest query; CAS-updated */
-	__u64 seen_ns;          /* when the latest query was seen */
-	__u16 qtype;            /* of the latest query */
+	__u64 departure;
+	__u16 qtype;            /* of the latest query; for trace events only */
 	__u16 _pad[3];
 };
 

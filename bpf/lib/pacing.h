@@ -7,18 +7,21 @@
 #include "dns.h"
 
 #define PACE_CAS_TRIES 4
+#define DEPARTURE_BITS 48
+#define DEPARTURE_MASK ((1ULL << DEPARTURE_BITS) - 1)
+
+_Static_assert(DNSPACER_MAX_FLOWS == 65536, "flows is indexed by 16 hash bits");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, DNSPACER_MAX_FLOWS);
-	__type(key, struct dnspacer_flow_key);
+	__type(key, __u32);
 	__type(value, struct dnspacer_flow);
 } flows SEC(".maps");
 
 struct pace_decision {
 	__u64 departure;      /* == now when the query leaves undelayed */
-	__u64 prev_departure;
-	__u64 gap;            /* since the previous query of the 5-tuple was seen; ~0 if none */
+	__u64 gap;            /* since the previous packet of the 5-tuple; ~0 if none */
 	__u16 prev_qtype;
 	bool  racing;         /* within the window of the previous query */
 	bool  left;           /* racing, and the departures stay closer than the gap */
@@ -46,14 +49,19 @@ static __always_inline __u64 policy_departure(const struct dnspacer_config *cfg,
 	return now;
 }
 
-static __always_inline void flow_key_of(const struct packet *pkt, struct dnspacer_flow_key *key)
+/* A 48-bit departure back to full width: the one nearest to now (±39 hours). */
+static __always_inline __u64 departure_unpack(__u64 word, __u64 now)
 {
-	__builtin_memcpy(key->saddr, pkt->saddr, 16);
-	__builtin_memcpy(key->daddr, pkt->daddr, 16);
-	key->sport = pkt->sport;
-	key->dport = pkt->dport;
-	key->proto = pkt->proto;
-	key->_pad[0] = key->_pad[1] = key->_pad[2] = 0;
+	__u64 diff = ((word & DEPARTURE_MASK) - now) & DEPARTURE_MASK;
+
+	if (diff & (1ULL << (DEPARTURE_BITS - 1)))
+		return now - ((~diff + 1) & DEPARTURE_MASK);
+	return now + diff;
+}
+
+static __always_inline __u64 departure_pack(__u64 tag, __u64 departure)
+{
+	return (tag << DEPARTURE_BITS) | (departure & DEPARTURE_MASK);
 }
 
 static __always_inline __u64 abs_diff(__u64 a, __u64 b)
@@ -61,69 +69,61 @@ static __always_inline __u64 abs_diff(__u64 a, __u64 b)
 	return a > b ? a - b : b - a;
 }
 
-/* Decides this query's departure. The departure of the latest query per 5-tuple
- * moves only by compare-and-swap, so two CPUs sending on one 5-tuple at once
- * cannot both leave undelayed: the loser re-reads the winner's departure. */
-static __always_inline void pace_decide(const struct dnspacer_config *cfg, const struct packet *pkt,
-					int qtype, __u64 now, struct pace_decision *d)
+/* Decides this query's departure. The latest departure per 5-tuple moves only by
+ * compare-and-swap of one word that also holds the tuple's tag, so two CPUs on
+ * one 5-tuple cannot both leave undelayed: the loser re-reads the winner's. A slot
+ * taken over from another tuple just starts afresh. */
+static __always_inline void pace_decide(const struct dnspacer_config *cfg, __u64 h, int qtype,
+					__u64 now, __u64 gap, struct pace_decision *d)
 {
-	struct dnspacer_flow_key key;
+	__u32 index = tuple_index(h);
+	__u64 tag = tuple_tag(h);
 	struct dnspacer_flow *flow;
-	__u64 prev = 0, prev_seen, departure = now;
+	__u64 old = 0, prev = 0, departure = now;
+	bool have_prev = false;
 	int i;
 
 	d->departure = now;
-	d->prev_departure = 0;
-	d->gap = ~0ULL;
+	d->gap = gap;
 	d->prev_qtype = 0;
-	d->racing = false;
+	d->racing = gap < cfg->window_ns;
 	d->left = false;
 
-	flow_key_of(pkt, &key);
-	flow = bpf_map_lookup_elem(&flows, &key);
-	if (!flow) {
-		struct dnspacer_flow fresh = {
-			.departure_ns = policy_departure(cfg, qtype, now, 0, false),
-			.seen_ns = now,
-			.qtype = qtype,
-		};
+	flow = bpf_map_lookup_elem(&flows, &index);
+	if (!flow)
+		return;
 
-		if (bpf_map_update_elem(&flows, &key, &fresh, BPF_NOEXIST) == 0) {
-			d->departure = fresh.departure_ns;
-			return;
-		}
-		/* Another CPU inserted it first: race it through the CAS below. */
-		flow = bpf_map_lookup_elem(&flows, &key);
-		if (!flow)
-			return;
-	}
-
-	prev_seen = *(volatile __u64 *)&flow->seen_ns;
 	for (i = 0; i < PACE_CAS_TRIES; i++) {
-		prev = flow->departure_ns;
-		departure = policy_departure(cfg, qtype, now, prev, true);
-		if (__sync_val_compare_and_swap(&flow->departure_ns, prev, departure) == prev)
+		old = *(volatile __u64 *)&flow->departure;
+		have_prev = old != 0 && (old >> DEPARTURE_BITS) == tag;
+		prev = have_prev ? departure_unpack(old, now) : 0;
+		departure = policy_departure(cfg, qtype, now, prev, have_prev);
+		if (__sync_val_compare_and_swap(&flow->departure, old, departure_pack(tag, departure)) == old)
 			break;
 	}
 	if (i == PACE_CAS_TRIES) {
 		/* Lost every round to other CPUs: keep clear of the latest one seen. */
-		departure = policy_departure(cfg, qtype, now, flow->departure_ns, true);
-		flow->departure_ns = departure;
+		old = *(volatile __u64 *)&flow->departure;
+		have_prev = (old >> DEPARTURE_BITS) == tag;
+		prev = have_prev ? departure_unpack(old, now) : 0;
+		departure = policy_departure(cfg, qtype, now, prev, have_prev);
+		flow->departure = departure_pack(tag, departure);
 	}
 
-	d->prev_departure = prev;
-	d->prev_qtype = flow->qtype;
-	d->gap = now > prev_seen ? now - prev_seen : 0;
-	d->racing = d->gap < cfg->window_ns || (__s64)(now - prev) < (__s64)cfg->window_ns;
+	if (have_prev) {
+		d->prev_qtype = flow->qtype;
+		/* a previous query still waiting to leave, or gone within W, races this one */
+		if ((__s64)(now - prev) < (__s64)cfg->window_ns)
+			d->racing = true;
+	}
+	flow->qtype = qtype;
 	d->departure = departure;
 	if (d->racing) {
 		if (cfg->action == DNSPACER_ACTION_OBSERVE)
 			d->left = true;
 		else if (pace_applies(cfg->action))
-			d->left = abs_diff(departure, prev) < cfg->gap_ns;
+			d->left = !have_prev || abs_diff(departure, prev) < cfg->gap_ns;
 	}
-	flow->seen_ns = now;
-	flow->qtype = qtype;
 }
 
 static __always_inline void apply_mark(struct __sk_buff *skb, const struct dnspacer_config *cfg)

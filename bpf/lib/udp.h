@@ -33,10 +33,14 @@ parse_udp(struct packet *pkt, __u32 off)
 	return PARSE_OK;
 }
 
+/* MurmurHash3's 64-bit finalizer: every input bit reaches every output bit, which
+ * the index, tag and sample bits below need (ports differ only in a few bits). */
 static __always_inline __u64 mix64(__u64 h)
 {
 	h ^= h >> 33;
 	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ULL;
 	h ^= h >> 33;
 	return h;
 }
@@ -53,14 +57,38 @@ static __always_inline __u64 tuple_hash(const struct packet *pkt)
 	return mix64((a ^ mix64(b)) + (c ^ (d * 0x9e3779b97f4a7c15ULL)) + ports);
 }
 
+static __always_inline __u32 tuple_index(__u64 h)
+{
+	return h & 0xffff;
+}
+
+static __always_inline __u64 tuple_tag(__u64 h)
+{
+	return (h >> 32) & 0xffff;
+}
+
+/* Reading the clock is the dearest step for a non-DNS packet (tens of ns in a VM),
+ * so the any-port detector times only 1 in 2^shift tuples, chosen by hash bits
+ * that neither index nor tag use. */
+static __always_inline __u32 sample_shift(__u32 configured)
+{
+	return configured > 15 ? 15 : configured;
+}
+
+static __always_inline bool tuple_sampled(__u64 h, __u32 shift)
+{
+	if (shift == 0)
+		return true;
+	return ((h >> 48) & ((1U << shift) - 1)) == 0;
+}
+
 /* Swaps in this packet's time; returns the gap to the previous packet of the same
  * tuple, or ~0 when there was none (or another tuple had the slot). Two CPUs at
  * once cannot both miss each other: the exchange orders them. */
-static __always_inline __u64 udp_gap_to_previous(const struct packet *pkt, __u64 now)
+static __always_inline __u64 udp_gap_to_previous(__u64 h, __u64 now)
 {
-	__u64 h = tuple_hash(pkt);
-	__u32 index = h & (DNSPACER_RECENT_SLOTS - 1);
-	__u64 tag = (h >> 32) & 0xffff;
+	__u32 index = tuple_index(h);
+	__u64 tag = tuple_tag(h);
 	__u64 word = (tag << RECENT_TIME_BITS) | (now & RECENT_TIME_MASK);
 	__u64 *slot, old;
 

@@ -343,6 +343,7 @@ export function defaultClassifierConfig(overrides: Partial<ClassifierConfig> = {
     markValue: 0x1000,
     markMask: 0x1000,
     tracePerSec: 100,
+    udpSampleShift: 4,
     ...overrides,
   };
 }

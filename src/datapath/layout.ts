@@ -26,6 +26,8 @@ export interface ClassifierConfig {
   markValue: number;
   markMask: number;
   tracePerSec: number;
+  /** time 1 in 2^n non-DNS UDP 5-tuples for the any-port racing-pair count (0-15; 0 = all) */
+  udpSampleShift: number;
 }
 
 export const CONFIG_SIZE = 56;
@@ -42,6 +44,7 @@ export function encodeConfig(c: ClassifierConfig): Buffer {
   b.writeUInt32LE(c.markValue >>> 0, 40);
   b.writeUInt32LE(c.markMask >>> 0, 44);
   b.writeUInt32LE(c.tracePerSec >>> 0, 48);
+  b.writeUInt32LE(c.udpSampleShift >>> 0, 52);
   return b;
 }
 
@@ -57,6 +60,7 @@ export function decodeConfig(b: Buffer): ClassifierConfig {
     markValue: b.readUInt32LE(40),
     markMask: b.readUInt32LE(44),
     tracePerSec: b.readUInt32LE(48),
+    udpSampleShift: b.readUInt32LE(52),
   };
 }
 

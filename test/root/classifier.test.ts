@@ -36,7 +36,7 @@ function v6query(qtype: number, over: Partial<L4Spec> = {}): Buffer {
 }
 
 function configure(over: Partial<ClassifierConfig> = {}, ports = [53]): void {
-  classifier.configure(defaultClassifierConfig({ tracePerSec: 0, ...over }), ports, []);
+  classifier.configure(defaultClassifierConfig({ tracePerSec: 0, udpSampleShift: 0, ...over }), ports, []);
 }
 
 function run(data: Buffer, ctx: { mark?: number; tstamp?: bigint } = {}) {
@@ -244,7 +244,7 @@ describeRoot('classifier (BPF_PROG_TEST_RUN)', () => {
   });
 
   it('honours the port set and the destination prefixes live', () => {
-    classifier.configure(defaultClassifierConfig({ tracePerSec: 0, matchPrefixes: true }), [53, 5353], [
+    classifier.configure(defaultClassifierConfig({ tracePerSec: 0, udpSampleShift: 0, matchPrefixes: true }), [53, 5353], [
       { family: 4, addr: Buffer.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 18, 0, 10]), prefixLen: 32 },
       { family: 6, addr: Buffer.from('20010002000000000000000000000000', 'hex'), prefixLen: 48 },
     ]);
@@ -384,6 +384,26 @@ describeRoot('classifier (BPF_PROG_TEST_RUN)', () => {
     } finally {
       await events.return?.();
     }
+  });
+
+  it('times a sample of non-DNS tuples, each sampled racing pair counting for 2^shift', () => {
+    configure({ udpSampleShift: 2, windowNs: 500n * MS });
+    const perTuple: bigint[] = [];
+    for (let i = 0; i < 128; i++) {
+      const sport = freshPort();
+      const pkt = frame({ src: '198.18.0.2', dst: '198.18.1.1', sport, dport: 9000, payload: Buffer.from('x') });
+      perTuple.push(delta(() => (run(pkt), run(pkt))).racingUdpPairs);
+    }
+    expect(new Set(perTuple)).toEqual(new Set([0n, 4n]));
+    const sampled = perTuple.filter((n) => n === 4n).length;
+    expect(sampled).toBeGreaterThan(10); // 1 in 4 of 128: 32 expected
+    expect(sampled).toBeLessThan(60);
+    // DNS queries are always timed, and count exactly
+    configure({ udpSampleShift: 15, windowNs: 500n * MS, action: 'observe' });
+    const sport = freshPort();
+    const d = delta(() => (run(query(QTYPE.A, { sport })), run(query(QTYPE.AAAA, { sport }))));
+    expect(d.racingUdpPairs).toBe(1n);
+    expect(d.racingDnsPairs).toBe(1n);
   });
 
   it('rate-limits trace events and counts what it dropped', () => {

@@ -29,7 +29,8 @@ describeRoot('native addon', () => {
     try {
       const maps = Object.fromEntries(obj.maps().map((m) => [m.name, m]));
       expect(maps.counters).toMatchObject({ type: 6, keySize: 4, valueSize: 112, maxEntries: 4096, perCpu: true });
-      expect(maps.flows).toMatchObject({ keySize: 40, valueSize: 24, perCpu: false });
+      expect(maps.flows).toMatchObject({ type: 2, keySize: 4, valueSize: 16, maxEntries: 65536, perCpu: false });
+      expect(maps.prefixes).toMatchObject({ type: 11, keySize: 20, valueSize: 1 });
       const [prog] = obj.programs();
       expect(prog).toMatchObject({ name: 'dnspacer_classify', section: 'tc' });
       expect(prog!.fd).toBeGreaterThan(2);
@@ -46,9 +47,9 @@ describeRoot('native addon', () => {
     const fdOf = (o: typeof a, n: string) => o.maps().find((m) => m.name === n)!.fd;
     const b = addon.openObject(bpfObjectPath(), { reuseMaps: { flows: fdOf(a, 'flows') } });
     try {
-      const key = Buffer.alloc(40, 7);
-      addon.mapUpdate(fdOf(a, 'flows'), key, Buffer.alloc(24, 1));
-      expect(addon.mapLookup(fdOf(b, 'flows'), key)).toEqual(Buffer.alloc(24, 1));
+      const key = Buffer.from([7, 0, 0, 0]);
+      addon.mapUpdate(fdOf(a, 'flows'), key, Buffer.alloc(16, 1));
+      expect(addon.mapLookup(fdOf(b, 'flows'), key)).toEqual(Buffer.alloc(16, 1));
       expect(addon.mapLookup(fdOf(b, 'recent'), Buffer.alloc(4))).toEqual(Buffer.alloc(8)); // not shared: fresh
     } finally {
       a.close();
@@ -60,16 +61,28 @@ describeRoot('native addon', () => {
     const obj = addon.openObject(bpfObjectPath());
     try {
       const fd = (n: string) => obj.maps().find((m) => m.name === n)!.fd;
-      const k1 = Buffer.alloc(40, 1);
-      const k2 = Buffer.alloc(40, 2);
-      expect(addon.mapLookup(fd('flows'), k1)).toBeNull();
-      addon.mapUpdate(fd('flows'), k1, Buffer.alloc(24, 0xaa));
-      addon.mapUpdate(fd('flows'), k2, Buffer.alloc(24, 0xbb));
-      expect(() => addon.mapUpdate(fd('flows'), k1, Buffer.alloc(24), 1)).toThrow(expect.objectContaining({ code: 'EEXIST' }));
-      expect(addon.mapKeys(fd('flows')).map((k) => k[0]).sort()).toEqual([1, 2]);
-      expect(addon.mapDelete(fd('flows'), k1)).toBe(true);
-      expect(addon.mapDelete(fd('flows'), k1)).toBe(false);
-      expect(addon.mapKeys(fd('flows'))).toHaveLength(1);
+      // LPM trie: a hash-like map with NOEXIST, delete and iteration
+      const key = (len: number, b: number) => {
+        const k = Buffer.alloc(20, b);
+        k.writeUInt32LE(len, 0);
+        return k;
+      };
+      const k1 = key(128, 1);
+      const k2 = key(128, 2);
+      expect(addon.mapLookup(fd('prefixes'), k1)).toBeNull();
+      addon.mapUpdate(fd('prefixes'), k1, Buffer.from([1]));
+      addon.mapUpdate(fd('prefixes'), k2, Buffer.from([2]));
+      expect(() => addon.mapUpdate(fd('prefixes'), k1, Buffer.from([3]), 1)).toThrow(expect.objectContaining({ code: 'EEXIST' }));
+      expect(addon.mapKeys(fd('prefixes')).map((k) => k[4]).sort()).toEqual([1, 2]);
+      expect(addon.mapDelete(fd('prefixes'), k1)).toBe(true);
+      expect(addon.mapDelete(fd('prefixes'), k1)).toBe(false);
+      expect(addon.mapKeys(fd('prefixes'))).toHaveLength(1);
+      addon.mapDelete(fd('prefixes'), k2);
+
+      // ARRAY: every key exists; iteration walks all of them
+      addon.mapUpdate(fd('flows'), Buffer.from([3, 0, 0, 0]), Buffer.alloc(16, 0xaa));
+      expect(addon.mapLookup(fd('flows'), Buffer.from([3, 0, 0, 0]))).toEqual(Buffer.alloc(16, 0xaa));
+      expect(addon.mapKeys(fd('flows'))).toHaveLength(65536);
 
       const prefix = Buffer.alloc(20);
       prefix.writeUInt32LE(120, 0);
@@ -84,6 +97,7 @@ describeRoot('native addon', () => {
       expect(addon.mapLookup(fd('counters'), Buffer.from([5, 0, 0, 0]))).toEqual(perCpu);
       expect(() => addon.mapUpdate(fd('counters'), Buffer.from([5, 0, 0, 0]), Buffer.alloc(112))).toThrow(/value/);
       expect(() => addon.mapLookup(fd('flows'), Buffer.alloc(3))).toThrow(/key/);
+      expect(() => addon.mapUpdate(fd('flows'), Buffer.alloc(4), Buffer.alloc(15))).toThrow(/value/);
     } finally {
       obj.close();
     }
