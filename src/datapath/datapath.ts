@@ -168,6 +168,34 @@ export class Classifier {
     }
   }
 
+  /** Loads a private copy of the program bound to the shared maps, with its own
+   * instance entry (slot, direction, serialize path), for tc to hold. */
+  loadCopy(inst: InstanceConfig): { progFd: number; progId: number; close(): void } {
+    this.check();
+    const copy = this.addon.openObject(this.objectPath, { reuseMaps: this.shared });
+    try {
+      const instanceFd = copy.maps().find((m) => m.name === 'instance')!.fd;
+      this.addon.mapUpdate(instanceFd, u32Key(0), encodeInstance(inst));
+      const prog = copy.programs().find((p) => p.name === PROGRAM_NAME)!;
+      this.usedSlots.add(inst.slot);
+      return { progFd: prog.fd, progId: prog.id, close: () => copy.close() };
+    } catch (e) {
+      copy.close();
+      throw e;
+    }
+  }
+
+  /** A counters slot no attachment of this process uses yet. */
+  allocateSlot(): number {
+    const s = this.nextSlot();
+    this.usedSlots.add(s);
+    return s;
+  }
+
+  releaseSlot(slot: number): void {
+    this.usedSlots.delete(slot);
+  }
+
   /** Attach a copy of the classifier that counts into its own slot. */
   attach(opts: AttachOptions): Attachment {
     this.check();
