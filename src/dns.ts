@@ -62,9 +62,10 @@ export function buildQuery(spec: QuerySpec): Buffer {
   return Buffer.concat([h, name, tail]);
 }
 
-/** A name whose wire form is exactly `wireLength` bytes (2..255), of labels up to 63. */
+/** A name whose wire form is exactly `wireLength` bytes (1 for the root, else 3..255), of labels up to 63. */
 export function nameOfWireLength(wireLength: number, fill = 'a'): string {
-  if (wireLength < 2 || wireLength > 255) throw new Error('wire length must be 2-255');
+  if (wireLength === 1) return '';
+  if (wireLength < 3 || wireLength > 255) throw new Error('wire length must be 1 or 3-255');
   const labels: string[] = [];
   let left = wireLength - 1; // root byte
   while (left > 0) {

@@ -1,25 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { renderHtml, renderTable, rowKey, type LabResult, type LabRow } from '../../src/lab/report.js';
 import { cdf, percentile, summarize } from '../../src/lab/stats.js';
-
-/** Every element closed in order, attributes quoted, no stray '<': enough to catch broken markup. */
-export function assertWellFormed(html: string): void {
-  const voids = new Set(['meta', 'br', 'hr', 'img', 'input', 'link']);
-  const stack: string[] = [];
-  const body = html.replace(/^<!DOCTYPE html>\s*/i, '');
-  const tag = /<(\/?)([a-zA-Z][a-zA-Z0-9]*)((?:\s+[a-zA-Z][a-zA-Z0-9-:]*(?:="[^"<]*")?)*)\s*(\/?)>/g;
-  let last = 0;
-  for (let m = tag.exec(body); m; m = tag.exec(body)) {
-    expect(body.slice(last, m.index)).not.toMatch(/[<>]/);
-    last = tag.lastIndex;
-    const [, closing, name, , selfClosing] = m;
-    const lower = name!.toLowerCase();
-    if (closing) expect(stack.pop(), `closing </${lower}>`).toBe(lower);
-    else if (!selfClosing && !voids.has(lower)) stack.push(lower);
-  }
-  expect(body.slice(last).trim()).toBe('');
-  expect(stack).toEqual([]);
-}
+import { assertWellFormed } from '../helpers/html.js';
 
 function row(mode: string, clashes: number, extra: Partial<LabRow> = {}): LabRow {
   const p = { p50: 300, p90: 400, p99: 900, max: 1200 };
