@@ -4,6 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { loadAddon } from './datapath/addon.js';
+import { ensureBpffs } from './bpffs.js';
 import type { Classifier } from './datapath/datapath.js';
 import { DEFAULT_HANDLE, DEFAULT_PRIORITY } from './datapath/datapath.js';
 import type { ActionName, ClassifierConfig } from './datapath/layout.js';
@@ -209,6 +210,7 @@ export class Mitigation {
     this.slots.set(targetKey(t), slot);
     const copy = classifier.loadCopy({ slot, ingress: true, redirectIfindex: 0, serializeVia: 'classify' });
     const addon = loadAddon();
+    await ensureBpffs();
     fs.mkdirSync(this.opts.pinDir, { recursive: true });
     const pin = path.join(this.opts.pinDir, `serialize-${process.pid}-${slot}`);
     try {
