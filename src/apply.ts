@@ -100,7 +100,8 @@ export class Mitigation {
     if (this.plan.mode === 'serialize') {
       const where = { ...(this.opts.nodeNetns ? { netns: this.opts.nodeNetns } : {}) };
       const name = this.opts.ifbName ?? IFB_NAME;
-      await this.journal.apply({ kind: 'ifb', name, ...where }, async () => {
+      const adopted = this.journal.entries().some((c) => c.kind === 'ifb' && c.name === name && (c.netns ?? '') === (where.netns ?? ''));
+      if (!adopted) await this.journal.apply({ kind: 'ifb', name, ...where }, async () => {
         // one queue: one softirq context hands DNS packets to conntrack one at a time
         await run(where, 'ip', ['link', 'add', name, 'numtxqueues', '1', 'numrxqueues', '1', 'type', 'ifb']);
         await run(where, 'ip', ['link', 'set', name, 'up']);

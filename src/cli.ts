@@ -7,6 +7,13 @@ import { ConfigError, MODES, PLACEMENTS, POLICIES } from './config.js';
 import { renderHtml, renderTable } from './lab/report.js';
 import { ALL_CASES, type LabCase, runLab } from './lab/run.js';
 import { probe } from './probe.js';
+import { PIN_DIR, runAgent } from './agent.js';
+import { UnsupportedError } from './modes.js';
+import { DEFAULTS } from './config.js';
+import { Journal } from './netops.js';
+import { loadAddon } from './datapath/addon.js';
+import { COUNTER_FIELDS, MAX_SLOTS, addCounters, decodeEvent, sumPerCpuCounters, u32Key, zeroCounters } from './datapath/layout.js';
+import { qtypeName } from './dns.js';
 
 const require = createRequire(import.meta.url);
 const VERSION = (require('../package.json') as { version: string }).version;
@@ -24,6 +31,10 @@ commands:
            --report FILE       also write a self-contained HTML report
   probe    test what this kernel can do, in a scratch namespace (root)
            --json
+  agent    run on a node: probe, choose a mode, apply it before conntrack, serve metrics
+           (see README for every option; --mode, --placement, --interfaces, --dns-port, ...)
+  status   mode, placement, interfaces and counters of the running agent [--json] [--state-file F]
+  trace    stream racing pairs from the running agent's classifier [--json]
   --help, --version
 `;
 
@@ -89,6 +100,61 @@ async function probeCommand(argv: string[]): Promise<number> {
   return 0;
 }
 
+function status(argv: string[]): number {
+  const a = parseArgs(argv, { values: ['--state-file'], switches: ['--json'] });
+  const stateFile = a.values.get('--state-file') ?? DEFAULTS.stateFile;
+  if (!fs.existsSync(stateFile)) throw new UsageError(`no agent state at ${stateFile}: the agent is not running here (or runs with another --state-file)`);
+  const journal = Journal.load(stateFile);
+  const interfaces = journal.entries().flatMap((c) => (c.kind === 'bpf-filter' ? [{ interface: c.dev, direction: c.direction, netns: c.netns ?? '' }] : []));
+  let counters = zeroCounters();
+  const addon = loadAddon();
+  if (fs.existsSync(`${PIN_DIR}/counters`)) {
+    const fd = addon.objGet(`${PIN_DIR}/counters`);
+    try {
+      for (let slot = 0; slot < MAX_SLOTS; slot++) {
+        const v = addon.mapLookup(fd, u32Key(slot));
+        if (v) counters = addCounters(counters, sumPerCpuCounters(v));
+      }
+    } finally {
+      addon.closeFd(fd);
+    }
+  }
+  const out = { mode: journal.meta?.mode ?? 'unknown', placement: journal.meta?.placement ?? 'unknown', interfaces, counters: Object.fromEntries(COUNTER_FIELDS.map((f) => [f, Number(counters[f])])) };
+  if (a.switches.has('--json')) process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+  else {
+    process.stdout.write(`mode ${out.mode} at ${out.placement} placement, ${interfaces.length} interface(s)\n`);
+    for (const i of interfaces) process.stdout.write(`  ${i.interface} ${i.direction}${i.netns ? ` in ${i.netns}` : ''}\n`);
+    for (const [k, v] of Object.entries(out.counters)) process.stdout.write(`  ${k.padEnd(18)} ${v}\n`);
+  }
+  return 0;
+}
+
+async function trace(argv: string[]): Promise<number> {
+  const a = parseArgs(argv, { values: [], switches: ['--json'] });
+  const pin = `${PIN_DIR}/events`;
+  if (!fs.existsSync(pin)) throw new UsageError(`no classifier events at ${pin}: the agent is not running here`);
+  const addon = loadAddon();
+  const fd = addon.objGet(pin);
+  const json = a.switches.has('--json');
+  if (!json) process.stdout.write('time_ns            source -> destination                      qtypes          gap_us  delay_us  action\n');
+  const ring = addon.ringBufferOpen(fd, (record) => {
+    const e = decodeEvent(record);
+    if (json) process.stdout.write(`${JSON.stringify(e, (_, v) => (typeof v === 'bigint' ? Number(v) : v))}\n`);
+    else {
+      const flow = `${e.saddr}:${e.sport} -> ${e.daddr}:${e.dport}`;
+      const q = e.isDns ? `${qtypeName(e.qtypePrev)}+${qtypeName(e.qtype)}` : 'udp';
+      process.stdout.write(`${e.tsNs}  ${flow.padEnd(42)} ${q.padEnd(15)} ${(Number(e.gapNs) / 1000).toFixed(1).padStart(7)} ${(Number(e.delayNs) / 1000).toFixed(1).padStart(9)}  ${e.action}\n`);
+    }
+  });
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  ring.close();
+  addon.closeFd(fd);
+  return 0;
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
@@ -105,11 +171,17 @@ export async function main(argv: string[]): Promise<number> {
         return await lab(rest);
       case 'probe':
         return await probeCommand(rest);
+      case 'agent':
+        return await runAgent({ argv: rest, env: process.env });
+      case 'status':
+        return status(rest);
+      case 'trace':
+        return await trace(rest);
       default:
-        throw new UsageError(`unknown command "${command}"; accepted: lab, probe (see dnspacer --help)`);
+        throw new UsageError(`unknown command "${command}"; accepted: lab, probe, agent, status, trace (see dnspacer --help)`);
     }
   } catch (e) {
-    if (e instanceof ConfigError || e instanceof UsageError) {
+    if (e instanceof ConfigError || e instanceof UsageError || e instanceof UnsupportedError) {
       process.stderr.write(`dnspacer: ${e.message}\n`);
       return 2;
     }

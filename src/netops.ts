@@ -110,8 +110,15 @@ export class ApplyError extends Error {
   }
 }
 
+/** What the journal's changes were made for; a restart adopts them only if it matches. */
+export interface JournalMeta {
+  mode: string;
+  placement: string;
+}
+
 export class Journal {
   private changes: Change[] = [];
+  meta: JournalMeta | undefined;
 
   constructor(private readonly stateFile?: string) {}
 
@@ -119,10 +126,16 @@ export class Journal {
   static load(stateFile: string): Journal {
     const j = new Journal(stateFile);
     if (fs.existsSync(stateFile)) {
-      const parsed = JSON.parse(fs.readFileSync(stateFile, 'utf8')) as { changes?: Change[] };
+      const parsed = JSON.parse(fs.readFileSync(stateFile, 'utf8')) as { changes?: Change[]; meta?: JournalMeta };
       j.changes = parsed.changes ?? [];
+      j.meta = parsed.meta;
     }
     return j;
+  }
+
+  setMeta(meta: JournalMeta): void {
+    this.meta = meta;
+    this.persist();
   }
 
   entries(): readonly Change[] {
@@ -188,7 +201,7 @@ export class Journal {
     if (!this.stateFile) return;
     fs.mkdirSync(path.dirname(this.stateFile), { recursive: true });
     const tmp = `${this.stateFile}.tmp`;
-    fs.writeFileSync(tmp, JSON.stringify({ version: 1, changes: this.changes }, null, 1));
+    fs.writeFileSync(tmp, JSON.stringify({ version: 1, meta: this.meta, changes: this.changes }, null, 1));
     fs.renameSync(tmp, this.stateFile);
   }
 

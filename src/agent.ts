@@ -1,0 +1,185 @@
+// `dnspacer agent`: probe, choose, apply before conntrack, watch interfaces, export
+// metrics, apply config changes live, and undo everything on SIGTERM.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import pino from 'pino';
+import { Mitigation, type Plan, type Target, targetKey } from './apply.js';
+import { ensureBpffs } from './bpffs.js';
+import { type AgentConfig, type RawConfig, ConfigError, FIELD_NAMES, buildConfig, fieldToFlag, flagToField, parseConfigText, rawFromEnv, restartNeeded } from './config.js';
+import { Classifier } from './datapath/datapath.js';
+import { readConntrackStats } from './lab/conntrack.js';
+import { createMetrics } from './metrics.js';
+import { type Capabilities, UnsupportedError, chooseMode } from './modes.js';
+import { Journal } from './netops.js';
+import { discoverTargets, watchLinks } from './placement.js';
+import { probe } from './probe.js';
+import { startServer } from './server.js';
+import { parseArgs } from './args.js';
+
+export const PIN_DIR = '/sys/fs/bpf/dnspacer';
+export const SWITCHES = ['--keep-on-exit'];
+
+export interface AgentInputs {
+  argv: string[];
+  env: NodeJS.ProcessEnv;
+}
+
+/** Flags > environment > file > defaults. Throws ConfigError with one line. */
+export function loadConfig({ argv, env }: AgentInputs): { config: AgentConfig; file?: string } {
+  const valueFlags = [...FIELD_NAMES.filter((f) => f !== 'keepOnExit').map(fieldToFlag), '--config'];
+  const a = parseArgs(argv, { values: valueFlags, switches: SWITCHES });
+  if (a.positional.length) throw new ConfigError('arguments', `unexpected "${a.positional[0]}"; agent takes only options`);
+  const flags: RawConfig = {};
+  for (const [flag, value] of a.values) {
+    const field = flagToField(flag);
+    if (field) flags[field] = value;
+  }
+  if (a.switches.has('--keep-on-exit')) flags.keepOnExit = 'true';
+  const file = a.values.get('--config') ?? env.DNSPACER_CONFIG;
+  let fromFile: RawConfig = {};
+  if (file) {
+    let text: string;
+    try {
+      text = fs.readFileSync(file, 'utf8');
+    } catch (e) {
+      throw new ConfigError('config', `cannot read ${file} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    }
+    fromFile = parseConfigText(text, file);
+  }
+  return { config: buildConfig(fromFile, rawFromEnv(env), flags), ...(file ? { file } : {}) };
+}
+
+export async function runAgent(inputs: AgentInputs, log = pino({ name: 'dnspacer' })): Promise<number> {
+  let { config, file } = loadConfig(inputs);
+  log.level = config.logLevel;
+  const caps: Capabilities = await probe();
+  log.info({ probe: Object.fromEntries(Object.entries(caps).map(([k, v]) => [k, v.ok ? true : v.reason])) }, 'probed kernel');
+  const choice = chooseMode(config.mode, config.placement, caps, {
+    canEnterNetns: fs.existsSync('/proc/1/ns/net'),
+    hasDevices: config.interfaces.length > 0,
+  });
+  log.info({ mode: choice.mode, placement: choice.placement, reason: choice.reason, passedOver: choice.passedOver }, 'mode chosen');
+
+  const plan: Plan = { mode: choice.mode, placement: choice.placement, serializeVia: choice.serializeVia ?? 'classify' };
+  const journal = Journal.load(config.stateFile);
+  if (journal.entries().length && (journal.meta?.mode !== plan.mode || journal.meta?.placement !== plan.placement)) {
+    // leftovers of another mode: clean them before applying ours
+    const failures = await journal.undoAll((await import('./apply.js')).undoChange);
+    log.warn({ failures, previous: journal.meta }, 'removed what an earlier run of another mode left');
+  } else if (journal.entries().length) {
+    log.info({ changes: journal.entries().length }, 'adopting the datapath an earlier run left; programs are swapped in place');
+  }
+  journal.setMeta({ mode: plan.mode, placement: plan.placement });
+
+  let classifier: Classifier | null = null;
+  if (plan.mode !== 'iptables-netem') {
+    await ensureBpffs();
+    classifier = Classifier.load({ pinDir: PIN_DIR, log: (level, message) => log[level === 'warn' ? 'warn' : 'debug']({ libbpf: message.trim() }) });
+  }
+  const mitigation = new Mitigation(plan, config, classifier, journal, { pinDir: PIN_DIR });
+  const active = new Map<string, Target>();
+  let ready = false;
+
+  const sync = async () => {
+    const want = await discoverTargets(plan.placement, config.interfaces);
+    const wantKeys = new Set(want.map(targetKey));
+    for (const t of want) {
+      if (active.has(targetKey(t))) continue;
+      try {
+        await mitigation.add(t);
+        active.set(targetKey(t), t);
+        log.info({ interface: t.dev, netns: t.netns }, 'applied');
+      } catch (e) {
+        log.error({ interface: t.dev, netns: t.netns, err: (e as Error).message }, 'could not apply; rolled back this interface');
+      }
+    }
+    for (const [key, t] of active) {
+      if (wantKeys.has(key)) continue;
+      const failures = await mitigation.remove(t);
+      active.delete(key);
+      log.info({ interface: t.dev, netns: t.netns, failures }, 'interface gone');
+    }
+  };
+
+  try {
+    await mitigation.start();
+    await sync();
+  } catch (e) {
+    await mitigation.stop();
+    classifier?.close();
+    throw e;
+  }
+  let syncing = Promise.resolve();
+  const watcher = watchLinks(() => {
+    syncing = syncing.then(sync).catch((e: Error) => log.error({ err: e.message }, 'resync failed'));
+  });
+  ready = true;
+
+  const registry = createMetrics({
+    attachments: () =>
+      [...active.values()].map((t) => ({
+        labels: { interface: t.dev, direction: plan.placement === 'host' ? 'ingress' : 'egress', netns: t.netns ?? '', namespace: '', pod: '' },
+        counters: classifier && mitigation.slotOf(t) ? classifier.counters(mitigation.slotOf(t)) : classifier ? classifier.counters(0) : zero(),
+      })),
+    conntrack: async () => {
+      const s = await readConntrackStats({}).catch(() => null);
+      return s ? [{ netns: '', clashResolve: s.clashResolve, insertFailed: s.insertFailed, drop: s.drop, earlyDrop: s.earlyDrop }] : [];
+    },
+    info: () => ({ mode: plan.mode, placement: plan.placement, policy: config.policy, version: '0.1.0', kernel: os.release() }),
+    probe: () => Object.fromEntries(Object.entries(caps).map(([k, v]) => [k, v.ok])),
+  });
+  const server = await startServer({
+    host: config.metricsAddress.host,
+    port: config.metricsAddress.port,
+    registry,
+    ready: () => (ready ? { ready: true } : { ready: false, reason: 'applying' }),
+  });
+  log.info({ url: server.url }, 'serving /metrics /healthz /readyz');
+
+  const reload = () => {
+    if (!file) return;
+    try {
+      const next = loadConfig(inputs).config;
+      const restart = restartNeeded(config, next);
+      if (restart.length) log.warn({ settings: restart }, 'these settings change only on restart; the rest applies now');
+      config = { ...config, ...Object.fromEntries(Object.entries(next).filter(([k]) => !restart.includes(k))) } as AgentConfig;
+      mitigation.configure(config);
+      log.level = config.logLevel;
+      log.info('config reloaded live');
+    } catch (e) {
+      log.error({ err: (e as Error).message }, 'config not reloaded; keeping the running one');
+    }
+  };
+  process.on('SIGHUP', reload);
+  const fileWatcher = file ? fs.watch(path.dirname(file), (_, name) => name === path.basename(file!) && reload()) : undefined;
+
+  return new Promise((resolve) => {
+    const stop = async (signal: string) => {
+      log.info({ signal }, 'stopping');
+      ready = false;
+      fileWatcher?.close();
+      await watcher.stop();
+      await syncing;
+      await server.close();
+      if (config.keepOnExit) {
+        log.info({ state: config.stateFile }, 'keep-on-exit: the datapath stays; the next start adopts it');
+      } else {
+        const failures = await mitigation.stop();
+        if (failures.length) log.error({ failures }, 'some changes could not be undone');
+        journal.removeStateIfEmpty();
+      }
+      classifier?.close();
+      if (!config.keepOnExit) for (const f of fs.existsSync(PIN_DIR) ? fs.readdirSync(PIN_DIR) : []) fs.rmSync(path.join(PIN_DIR, f), { force: true });
+      resolve(0);
+    };
+    process.once('SIGTERM', () => void stop('SIGTERM'));
+    process.once('SIGINT', () => void stop('SIGINT'));
+  });
+}
+
+function zero() {
+  return { packets: 0n, udp: 0n, queriesA: 0n, queriesAaaa: 0n, queriesOther: 0n, paced: 0n, delayNs: 0n, racingUdpPairs: 0n, racingDnsPairs: 0n, racingLeft: 0n, malformed: 0n, serialized: 0n, tstampUnsupported: 0n, traceDropped: 0n };
+}
+
+export { UnsupportedError };

@@ -1,0 +1,78 @@
+// Which interfaces a placement covers, and noticing when they come and go.
+// Host placement: the host-side veths of pods (by name glob) in the agent's netns.
+// Device placement: the named devices. Pod placement: eth0 in every pod netns.
+import fs from 'node:fs';
+import path from 'node:path';
+import { execa, type ResultPromise } from 'execa';
+import type { Target } from './apply.js';
+import type { ConcretePlacement } from './config.js';
+import { sh } from './netns.js';
+
+/** Host-side veth prefixes of the common CNIs: bridge/flannel/weave (veth), Calico
+ * (cali), Cilium (lxc), AWS VPC CNI (eni), GKE (gke), Azure (azv), kube-router (veth). */
+export const AUTO_GLOBS = ['veth*', 'cali*', 'lxc*', 'eni*', 'gke*', 'azv*'];
+
+export function globToRegExp(glob: string): RegExp {
+  const body = glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  return new RegExp(`^${body}$`);
+}
+
+export function matches(name: string, globs: readonly string[]): boolean {
+  return globs.some((g) => globToRegExp(g).test(name));
+}
+
+export async function listLinks(): Promise<string[]> {
+  const out = await sh('ip', ['-j', 'link', 'show']);
+  return (JSON.parse(out) as { ifname: string }[]).map((l) => l.ifname);
+}
+
+/** Pod network namespaces: /var/run/netns entries and other processes' netns, once each. */
+export function podNetnsPaths(): string[] {
+  const own = fs.statSync('/proc/self/ns/net').ino;
+  const seen = new Set<number>([own]);
+  const out: string[] = [];
+  const consider = (p: string) => {
+    try {
+      const ino = fs.statSync(p).ino;
+      if (seen.has(ino)) return;
+      seen.add(ino);
+      out.push(p);
+    } catch {
+      /* gone meanwhile */
+    }
+  };
+  if (fs.existsSync('/var/run/netns')) for (const n of fs.readdirSync('/var/run/netns')) consider(path.join('/var/run/netns', n));
+  for (const pid of fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d))) consider(`/proc/${pid}/ns/net`);
+  return out;
+}
+
+export async function discoverTargets(placement: ConcretePlacement, globs: readonly string[]): Promise<Target[]> {
+  if (placement === 'pod') {
+    const targets: Target[] = [];
+    for (const netns of podNetnsPaths()) {
+      const out = await sh('nsenter', [`--net=${netns}`, '--', 'ip', '-j', 'link', 'show', 'eth0']).catch(() => '');
+      if (out) targets.push({ netns, dev: 'eth0', label: netns });
+    }
+    return targets;
+  }
+  const wanted = globs.length ? globs : AUTO_GLOBS;
+  return (await listLinks()).filter((n) => matches(n, wanted)).map((dev) => ({ dev, label: dev }));
+}
+
+/** Calls onChange (debounced to 200 ms) whenever a link appears or disappears, from
+ * netlink events through `ip monitor link`, not by polling. */
+export function watchLinks(onChange: () => void): { stop(): Promise<void> } {
+  const child: ResultPromise = execa('ip', ['-o', 'monitor', 'link'], { reject: false, stdin: 'ignore', buffer: false });
+  let timer: NodeJS.Timeout | undefined;
+  child.stdout?.on('data', () => {
+    clearTimeout(timer);
+    timer = setTimeout(onChange, 200);
+  });
+  return {
+    async stop() {
+      clearTimeout(timer);
+      child.kill('SIGTERM');
+      await child.catch(() => undefined);
+    },
+  };
+}
