@@ -56,7 +56,7 @@ export async function runAgent(inputs: AgentInputs, log = pino({ name: 'dnspacer
   const caps: Capabilities = await probe();
   log.info({ probe: Object.fromEntries(Object.entries(caps).map(([k, v]) => [k, v.ok ? true : v.reason])) }, 'probed kernel');
   const choice = chooseMode(config.mode, config.placement, caps, {
-    canEnterNetns: fs.existsSync('/proc/1/ns/net'),
+    canEnterNetns: canEnterNetns(),
     hasDevices: config.interfaces.length > 0,
   });
   log.info({ mode: choice.mode, placement: choice.placement, reason: choice.reason, passedOver: choice.passedOver }, 'mode chosen');
@@ -170,12 +170,25 @@ export async function runAgent(inputs: AgentInputs, log = pino({ name: 'dnspacer
         journal.removeStateIfEmpty();
       }
       classifier?.close();
-      if (!config.keepOnExit) for (const f of fs.existsSync(PIN_DIR) ? fs.readdirSync(PIN_DIR) : []) fs.rmSync(path.join(PIN_DIR, f), { force: true });
+      if (!config.keepOnExit) fs.rmSync(PIN_DIR, { recursive: true, force: true });
       resolve(0);
     };
     process.once('SIGTERM', () => void stop('SIGTERM'));
     process.once('SIGINT', () => void stop('SIGINT'));
   });
+}
+
+/** Entering pod namespaces needs root (CAP_SYS_ADMIN) and a way to name them: the
+ * host's processes (hostPID) or /var/run/netns. */
+function canEnterNetns(): boolean {
+  if (process.getuid?.() !== 0) return false;
+  if (fs.existsSync('/var/run/netns')) return true;
+  try {
+    fs.readlinkSync('/proc/1/ns/net');
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function zero() {

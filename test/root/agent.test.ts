@@ -1,0 +1,134 @@
+// The agent on real namespaces: serialize at host placement applied before conntrack,
+// interfaces picked up as they come and go, metrics served, a forced unsupported
+// mode refused with nothing applied, adoption after SIGKILL, and teardown that
+// leaves tc, iptables and links exactly as they were.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { execa, type ResultPromise } from 'execa';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { type Topology, VIP, buildTopology } from '../../src/lab/topology.js';
+import { racerPath } from '../../src/lab/run.js';
+import { run } from '../../src/netops.js';
+import { stopProcess, vethPair } from '../../src/netns.js';
+import { describeRoot } from '../helpers/root.js';
+
+describeRoot('dnspacer agent', () => {
+  let topo: Topology;
+  let dir: string;
+  const agents: ResultPromise[] = [];
+
+  beforeAll(async () => {
+    topo = await buildTopology();
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dnsp-agent-'));
+  }, 60_000);
+  afterAll(async () => {
+    for (const a of agents) await stopProcess(a);
+    await topo?.destroy();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  const inNode = (file: string, args: string[]) => run({ netns: topo.node.path }, file, args);
+
+  async function snapshot(): Promise<string> {
+    const parts = [
+      await inNode('tc', ['qdisc', 'show']),
+      await inNode('tc', ['filter', 'show', 'dev', 'vpod0', 'ingress']),
+      (await inNode('iptables-save', [])).replace(/^#.*$/gm, ''),
+      // link names and kinds; carrier state settles on its own after creation
+      (JSON.parse(await inNode('ip', ['-j', '-d', 'link', 'show'])) as { ifname: string; linkinfo?: { info_kind?: string } }[])
+        .map((l) => `${l.ifname} ${l.linkinfo?.info_kind ?? ''}`)
+        .join('\n'),
+    ];
+    return parts.join('\n---\n');
+  }
+
+  function startAgent(extra: string[] = []): ResultPromise {
+    const a = execa('nsenter', [`--net=${topo.node.path}`, '--', 'node', 'dist/cli.js', 'agent', '--interfaces', 'vpod*', '--metrics-address', '127.0.0.1:19741', '--state-file', path.join(dir, 'state.json'), ...extra], {
+      reject: false,
+      stdin: 'ignore',
+    });
+    agents.push(a);
+    return a;
+  }
+
+  async function get(url: string): Promise<{ status: number; body: string }> {
+    const out = await inNode('node', ['-e', `fetch(${JSON.stringify(url)}).then(async r => console.log(JSON.stringify({status: r.status, body: await r.text()}))).catch(() => console.log(JSON.stringify({status: 0, body: ''})))`]);
+    return JSON.parse(out) as { status: number; body: string };
+  }
+
+  async function until(what: string, fn: () => Promise<boolean>, ms = 15_000): Promise<void> {
+    const end = Date.now() + ms;
+    while (!(await fn())) {
+      if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  const ready = () => until('/readyz', async () => (await get('http://127.0.0.1:19741/readyz')).status === 200, 30_000);
+
+  it('refuses a forced mode this kernel cannot run: one line, exit 2, nothing applied', async () => {
+    const before = await snapshot();
+    const r = await execa('nsenter', [`--net=${topo.node.path}`, '--', 'node', 'dist/cli.js', 'agent', '--mode', 'edt', '--placement', 'pod', '--state-file', path.join(dir, 'refused.json')], { reject: false });
+    if (r.exitCode === 2) {
+      expect(String(r.stderr).trim().split('\n').pop()).toMatch(/^dnspacer: mode edt cannot run at placement pod: sch_fq/);
+      expect(await snapshot()).toBe(before);
+    } else {
+      // a kernel with sch_fq would run it; this machine has none (machines.md)
+      expect(r.exitCode).toBe(2);
+    }
+    const bad = await execa('node', ['dist/cli.js', 'agent', '--delay', 'soon'], { reject: false });
+    expect(bad.exitCode).toBe(2);
+    expect(String(bad.stderr).trim().split('\n')).toHaveLength(1);
+    expect(String(bad.stderr)).toMatch(/invalid delay/);
+  }, 60_000);
+
+  it('serializes DNS at host placement, follows interfaces, serves metrics, and undoes exactly', async () => {
+    const before = await snapshot();
+    const agent = startAgent(['--mode', 'serialize']);
+    await ready();
+    expect(await inNode('tc', ['filter', 'show', 'dev', 'vpod0', 'ingress'])).toMatch(/mirred \(Egress Redirect to device dnsp-ifb0\)/);
+
+    const stat0 = await inNode('cat', ['/proc/net/stat/nf_conntrack']);
+    const racer = await execa('ip', ['netns', 'exec', topo.pod.name, racerPath(), '--server', VIP, '--pairs', '1000'], { reject: false });
+    expect(racer.exitCode).toBe(0);
+    const stat1 = await inNode('cat', ['/proc/net/stat/nf_conntrack']);
+    const { parseConntrackStat } = await import('../../src/lab/conntrack.js');
+    expect(parseConntrackStat(stat1).clashResolve - parseConntrackStat(stat0).clashResolve).toBe(0);
+
+    const metrics = (await get('http://127.0.0.1:19741/metrics')).body;
+    expect(metrics).toMatch(/dnspacer_info\{[^}]*mode="serialize"/);
+    const serialized = metrics.match(/dnspacer_serialized_queries_total\{[^}]*interface="vpod0"[^}]*\} (\d+)/);
+    expect(Number(serialized?.[1])).toBeGreaterThanOrEqual(2000);
+    expect(metrics).toMatch(/dnspacer_probe_supported\{feature="fq"\} 0/);
+
+    // a new pod interface is picked up from link events, and let go when deleted
+    await vethPair({ ns: topo.node, name: 'vpod1' }, { ns: topo.pod, name: 'eth1' });
+    await until('vpod1 filter', async () => /mirred/.test(await inNode('tc', ['filter', 'show', 'dev', 'vpod1', 'ingress'])), 3000);
+    await inNode('ip', ['link', 'del', 'vpod1']);
+    await until('vpod1 gone from metrics', async () => !/interface="vpod1"/.test((await get('http://127.0.0.1:19741/metrics')).body), 3000);
+
+    agent.kill('SIGTERM');
+    const done = await agent;
+    expect(done.exitCode, String(done.stderr)).toBe(0);
+    expect(await snapshot()).toBe(before);
+    expect(fs.existsSync(path.join(dir, 'state.json'))).toBe(false);
+  }, 90_000);
+
+  it('after SIGKILL, the next start adopts what is there without stacking a second filter', async () => {
+    const before = await snapshot();
+    const first = startAgent(['--mode', 'serialize']);
+    await ready();
+    first.kill('SIGKILL');
+    await first;
+    expect(await inNode('tc', ['filter', 'show', 'dev', 'vpod0', 'ingress'])).toMatch(/mirred/);
+    const second = startAgent(['--mode', 'serialize']);
+    await ready();
+    const filters = await inNode('tc', ['filter', 'show', 'dev', 'vpod0', 'ingress']);
+    expect(filters.match(/handle 0xd45/g)).toHaveLength(1);
+    expect((await inNode('ip', ['-o', 'link', 'show', 'type', 'ifb'])).trim().split('\n')).toHaveLength(1);
+    second.kill('SIGTERM');
+    expect((await second).exitCode).toBe(0);
+    expect(await snapshot()).toBe(before);
+  }, 90_000);
+});
