@@ -4,10 +4,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
-import { Mitigation, type Plan, type Target, targetKey } from './apply.js';
+import { Mitigation, type Plan, type Target, targetKey, undoChange } from './apply.js';
 import { ensureBpffs } from './bpffs.js';
 import { type AgentConfig, type RawConfig, ConfigError, FIELD_NAMES, buildConfig, fieldToFlag, flagToField, parseConfigText, rawFromEnv, restartNeeded } from './config.js';
 import { Classifier } from './datapath/datapath.js';
+import { zeroCounters } from './datapath/layout.js';
 import { readConntrackStats } from './lab/conntrack.js';
 import { createMetrics } from './metrics.js';
 import { type Capabilities, UnsupportedError, chooseMode } from './modes.js';
@@ -65,7 +66,7 @@ export async function runAgent(inputs: AgentInputs, log = pino({ name: 'dnspacer
   const journal = Journal.load(config.stateFile);
   if (journal.entries().length && (journal.meta?.mode !== plan.mode || journal.meta?.placement !== plan.placement)) {
     // leftovers of another mode: clean them before applying ours
-    const failures = await journal.undoAll((await import('./apply.js')).undoChange);
+    const failures = await journal.undoAll(undoChange);
     log.warn({ failures, previous: journal.meta }, 'removed what an earlier run of another mode left');
   } else if (journal.entries().length) {
     log.info({ changes: journal.entries().length }, 'adopting the datapath an earlier run left; programs are swapped in place');
@@ -120,7 +121,8 @@ export async function runAgent(inputs: AgentInputs, log = pino({ name: 'dnspacer
     attachments: () =>
       [...active.values()].map((t) => ({
         labels: { interface: t.dev, direction: plan.placement === 'host' ? 'ingress' : 'egress', netns: t.netns ?? '', namespace: '', pod: '' },
-        counters: classifier && mitigation.slotOf(t) ? classifier.counters(mitigation.slotOf(t)) : classifier ? classifier.counters(0) : zero(),
+        // iptables-netem has no classifier: its interfaces export zeros
+        counters: classifier ? classifier.counters(mitigation.slotOf(t) ?? 0) : zeroCounters(),
       })),
     conntrack: async () => {
       const s = await readConntrackStats({}).catch(() => null);
@@ -189,10 +191,6 @@ function canEnterNetns(): boolean {
   } catch {
     return false;
   }
-}
-
-function zero() {
-  return { packets: 0n, udp: 0n, queriesA: 0n, queriesAaaa: 0n, queriesOther: 0n, paced: 0n, delayNs: 0n, racingUdpPairs: 0n, racingDnsPairs: 0n, racingLeft: 0n, malformed: 0n, serialized: 0n, tstampUnsupported: 0n, traceDropped: 0n };
 }
 
 export { UnsupportedError };

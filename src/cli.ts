@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import { parseArgs } from './args.js';
-import { ConfigError, MODES, PLACEMENTS, POLICIES } from './config.js';
+import { ConfigError } from './config.js';
 import { renderHtml, renderTable } from './lab/report.js';
 import { ALL_CASES, type LabCase, runLab } from './lab/run.js';
 import { probe } from './probe.js';
@@ -189,8 +189,6 @@ export async function main(argv: string[]): Promise<number> {
     return 1;
   }
 }
-
-void [MODES, PLACEMENTS, POLICIES];
 
 main(process.argv.slice(2)).then((code) => {
   process.exitCode = code;

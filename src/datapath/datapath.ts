@@ -72,7 +72,7 @@ export const DEFAULT_HANDLE = 0xd45;
 export const DEFAULT_PRIORITY = 0xd45;
 
 export class Classifier {
-  private readonly copies = new Map<Attachment, NativeBpfObject>();
+  private readonly copies = new Map<Attachment, { close(): void }>();
   private readonly usedSlots = new Set<number>();
   private closed = false;
 
@@ -204,23 +204,19 @@ export class Classifier {
     const target = { ifname: opts.ifname, direction: opts.direction, ...(opts.netns ? { netns: opts.netns } : {}) };
     // Resolve first so a missing interface fails before anything is loaded or created.
     this.addon.ifNameToIndex(opts.ifname, opts.netns);
-    const copy = this.addon.openObject(this.objectPath, { reuseMaps: this.shared });
+    const copy = this.loadCopy({
+      slot,
+      ingress: opts.direction === 'ingress',
+      redirectIfindex: opts.redirectIfindex ?? 0,
+      serializeVia: opts.serializeVia ?? 'redirect',
+    });
     try {
-      const inst: InstanceConfig = {
-        slot,
-        ingress: opts.direction === 'ingress',
-        redirectIfindex: opts.redirectIfindex ?? 0,
-        serializeVia: opts.serializeVia ?? 'redirect',
-      };
-      const instanceFd = copy.maps().find((m) => m.name === 'instance')!.fd;
-      this.addon.mapUpdate(instanceFd, u32Key(0), encodeInstance(inst));
-      const prog = copy.programs().find((p) => p.name === PROGRAM_NAME)!;
       const { created } = this.addon.tcHookCreate(target);
       let result;
       try {
         result = this.addon.tcAttach({
           ...target,
-          progFd: prog.fd,
+          progFd: copy.progFd,
           handle: opts.handle ?? DEFAULT_HANDLE,
           priority: opts.priority ?? DEFAULT_PRIORITY,
           replace: true,
@@ -240,10 +236,10 @@ export class Classifier {
         createdHook: created,
       };
       this.copies.set(att, copy);
-      this.usedSlots.add(slot);
       return att;
     } catch (e) {
       copy.close();
+      this.usedSlots.delete(slot);
       throw e;
     }
   }
@@ -281,12 +277,6 @@ export class Classifier {
   private slotCounters(slot: number): Counters {
     const v = this.addon.mapLookup(this.shared.counters, u32Key(slot));
     return v ? sumPerCpuCounters(v) : zeroCounters();
-  }
-
-  resetCounters(slot: number): void {
-    const ncpu = this.addon.numPossibleCpus();
-    const v = Buffer.alloc(ncpu * Math.ceil((Object.keys(zeroCounters()).length * 8) / 8) * 8);
-    this.addon.mapUpdate(this.shared.counters, u32Key(slot), v);
   }
 
   /** Racing-pair events as they arrive; ends when the loop is left or close() runs. */
