@@ -175,7 +175,9 @@ int dnspacer_classify(struct __sk_buff *skb)
 		trace_racing_pair(cfg, c, &pkt, slot, now, &pair);
 	}
 
-	if (cfg->action == DNSPACER_ACTION_SERIALIZE && inst) {
+	/* At host placement DNS queries go through the IFB: to be serialized, or (pace)
+	 * to wait in the fq on the IFB for the departure time set above. */
+	if ((cfg->action == DNSPACER_ACTION_SERIALIZE || (cfg->action == DNSPACER_ACTION_PACE && inst && inst->ingress)) && inst) {
 		if (inst->serialize_via == DNSPACER_SERIALIZE_CLASSIFY)
 			return TC_ACT_UNSPEC; /* "matched": the filter's mirred action redirects */
 		if (inst->redirect_ifindex)

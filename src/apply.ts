@@ -60,6 +60,11 @@ export function classifierConfig(plan: Plan, s: Settings): ClassifierConfig {
   };
 }
 
+/** serialize, and edt at host placement, send DNS queries through the node's IFB. */
+export function usesIfb(plan: Pick<Plan, 'mode' | 'placement'>): boolean {
+  return plan.mode === 'serialize' || (plan.mode === 'edt' && plan.placement === 'host');
+}
+
 /** Where on a target the classifier sits: before conntrack in every case. */
 export function directionFor(placement: ConcretePlacement): 'ingress' | 'egress' {
   return placement === 'host' ? 'ingress' : 'egress';
@@ -94,19 +99,21 @@ export class Mitigation {
     if (classifierAction(plan.mode) && !classifier) throw new Error(`mode ${plan.mode} needs the classifier loaded`);
   }
 
-  /** Shared setup: classifier config, and for serialize the IFB. */
+  /** Shared setup: classifier config, and for serialize and edt at host the IFB. */
   async start(): Promise<void> {
     this.configure(this.settings);
-    if (this.plan.mode === 'serialize') {
-      const where = { ...(this.opts.nodeNetns ? { netns: this.opts.nodeNetns } : {}) };
+    if (usesIfb(this.plan)) {
+      const node = { ...(this.opts.nodeNetns ? { netns: this.opts.nodeNetns } : {}) };
       const name = this.opts.ifbName ?? IFB_NAME;
-      const adopted = this.journal.entries().some((c) => c.kind === 'ifb' && c.name === name && (c.netns ?? '') === (where.netns ?? ''));
-      if (!adopted) await this.journal.apply({ kind: 'ifb', name, ...where }, async () => {
+      const adopted = this.journal.entries().some((c) => c.kind === 'ifb' && c.name === name && (c.netns ?? '') === (node.netns ?? ''));
+      if (!adopted) await this.journal.apply({ kind: 'ifb', name, ...node }, async () => {
         // one queue: one softirq context hands DNS packets to conntrack one at a time
-        await run(where, 'ip', ['link', 'add', name, 'numtxqueues', '1', 'numrxqueues', '1', 'type', 'ifb']);
-        await run(where, 'ip', ['link', 'set', name, 'up']);
+        await run(node, 'ip', ['link', 'add', name, 'numtxqueues', '1', 'numrxqueues', '1', 'type', 'ifb']);
+        await run(node, 'ip', ['link', 'set', name, 'up']);
       });
       this.ifbIndex = loadAddon().ifNameToIndex(name, this.opts.nodeNetns);
+      // edt at host placement: the departure times set at ingress are kept by fq on the IFB
+      if (this.plan.mode === 'edt') await this.ensureRootQdisc({ dev: name, ...node }, { kind: 'fq', args: [] }, (q) => q.kind === 'fq');
     }
   }
 
@@ -134,10 +141,13 @@ export class Mitigation {
           await this.attachDirect(t);
           break;
         case 'serialize':
-          if (this.plan.serializeVia === 'redirect') await this.attachDirect(t, this.ifbIndex);
-          else await this.attachMirred(t);
+          await this.attachIntoIfb(t);
           break;
         case 'edt':
+          if (this.plan.placement === 'host') {
+            await this.attachIntoIfb(t);
+            break;
+          }
           await this.ensureRootQdisc(t, { kind: 'fq', args: [] }, (q) => q.kind === 'fq' || q.kind === 'mq');
           await this.attachDirect(t);
           break;
@@ -201,6 +211,11 @@ export class Mitigation {
     } finally {
       copy.close(); // tc holds the program now
     }
+  }
+
+  private async attachIntoIfb(t: Target): Promise<void> {
+    if (this.plan.serializeVia === 'redirect') await this.attachDirect(t, this.ifbIndex);
+    else await this.attachMirred(t);
   }
 
   /** cls_bpf in classify mode + act_mirred into the IFB: works on every kernel measured. */

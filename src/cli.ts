@@ -3,13 +3,12 @@
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import { parseArgs } from './args.js';
-import { ConfigError } from './config.js';
+import { ConfigError, DEFAULTS, buildConfig } from './config.js';
 import { renderHtml, renderTable } from './lab/report.js';
 import { ALL_CASES, type LabCase, runLab } from './lab/run.js';
 import { probe } from './probe.js';
 import { PIN_DIR, runAgent } from './agent.js';
 import { UnsupportedError } from './modes.js';
-import { DEFAULTS } from './config.js';
 import { Journal } from './netops.js';
 import { loadAddon } from './datapath/addon.js';
 import { COUNTER_FIELDS, MAX_SLOTS, addCounters, decodeEvent, sumPerCpuCounters, u32Key, zeroCounters } from './datapath/layout.js';
@@ -27,6 +26,7 @@ commands:
            --pairs N           racing pairs per row (default 3000)
            --modes LIST        rows to run, e.g. none,serialize@host,edt/pairs@pod (default: all)
            --dnat iptables|nft how the node DNATs the DNS Service (default iptables)
+           --delay, --gap, --window  pacing settings, as for the agent (default 1ms, 100us, 2ms)
            --json              print the result as JSON instead of a table
            --report FILE       also write a self-contained HTML report
   probe    test what this kernel can do, in a scratch namespace (root)
@@ -39,6 +39,15 @@ commands:
 `;
 
 export class UsageError extends Error {}
+
+/** One command's lines of USAGE: its line and the indented option lines under it. */
+function commandUsage(command: string): string {
+  const lines = USAGE.split('\n');
+  const start = lines.findIndex((l) => l.startsWith(`  ${command} `));
+  const rest = lines.slice(start + 1);
+  const end = rest.findIndex((l) => !l.startsWith('           '));
+  return `usage: dnspacer ${command} [options]\n${[lines[start], ...rest.slice(0, end)].join('\n')}\n`;
+}
 
 function parseCases(text: string): LabCase[] {
   return text.split(',').map((item) => {
@@ -55,7 +64,11 @@ function parseCases(text: string): LabCase[] {
 }
 
 async function lab(argv: string[]): Promise<number> {
-  const a = parseArgs(argv, { values: ['--pairs', '--modes', '--dnat', '--report'], switches: ['--json'] });
+  const a = parseArgs(argv, { values: ['--pairs', '--modes', '--dnat', '--report', '--delay', '--gap', '--window'], switches: ['--json', '--help'] });
+  if (a.switches.has('--help')) {
+    process.stdout.write(commandUsage('lab'));
+    return 0;
+  }
   const pairsText = a.values.get('--pairs') ?? '3000';
   const pairs = Number(pairsText);
   if (!/^\d+$/.test(pairsText) || pairs < 10 || pairs > 1_000_000) throw new ConfigError('pairs', `"${pairsText}" is not a whole number from 10 to 1000000`);
@@ -63,12 +76,16 @@ async function lab(argv: string[]): Promise<number> {
   if (dnat !== 'iptables' && dnat !== 'nft') throw new ConfigError('dnat', `"${dnat}" is not one of iptables, nft`);
   const cases = a.values.has('--modes') ? parseCases(a.values.get('--modes')!) : undefined;
   const report = a.values.get('--report');
+  const pacing = buildConfig(
+    Object.fromEntries((['delay', 'gap', 'window'] as const).filter((k) => a.values.has(`--${k}`)).map((k) => [k, a.values.get(`--${k}`)])),
+  );
   if (process.getuid?.() !== 0) throw new UsageError('dnspacer lab needs root: it creates network namespaces and loads BPF');
   const tty = process.stderr.isTTY;
   let lastDraw = 0;
   const { result, samples } = await runLab({
     pairs,
     dnat,
+    pacing: { delayNs: pacing.delayNs, gapNs: pacing.gapNs, windowNs: pacing.windowNs },
     ...(cases ? { cases } : {}),
     command: ['dnspacer', 'lab', ...argv].join(' '),
     onProgress: (label, done, total) => {

@@ -41,6 +41,8 @@ export interface LabResult {
   date: string;
   pairs: number;
   command: string;
+  /** the pacing settings every row ran with */
+  pacing: { delayUs: number; gapUs: number; windowUs: number };
   rows: LabRow[];
 }
 
@@ -103,7 +105,8 @@ export function renderTable(result: LabResult): string {
     return l.map((cell, i) => (i < 2 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('  ');
   });
   out.splice(1, 0, widths.map((w) => '-'.repeat(w)).join('  '));
-  return `kernel ${result.kernel}, ${result.date}, ${result.pairs} racing pairs per row\n${out.join('\n')}\n`;
+  const p = result.pacing;
+  return `kernel ${result.kernel}, ${result.date}, ${result.pairs} racing pairs per row, delay ${p.delayUs} us, gap ${p.gapUs} us, window ${p.windowUs} us\n${out.join('\n')}\n`;
 }
 
 function escapeHtml(s: string): string {
@@ -198,7 +201,7 @@ caption { text-align: left; font-weight: bold; margin-bottom: 0.5em; }
 </head>
 <body>
 <h1>dnspacer lab</h1>
-<p>Kernel ${escapeHtml(result.kernel)}, ${escapeHtml(result.date)}, ${result.pairs} racing A+AAAA pairs per row. Command: <code>${escapeHtml(result.command)}</code>.</p>
+<p>Kernel ${escapeHtml(result.kernel)}, ${escapeHtml(result.date)}, ${result.pairs} racing A+AAAA pairs per row; delay ${result.pacing.delayUs} µs, gap ${result.pacing.gapUs} µs, window ${result.pacing.windowUs} µs. Command: <code>${escapeHtml(result.command)}</code>.</p>
 <p>A clash is a conntrack entry created by two packets of one 5-tuple at once on two CPUs (clash_resolve + insert_failed + drop in the node namespace). The race rate is clashes per pair; "vs none" compares it to the unmitigated row of this same run.</p>
 <table>
 <caption>Side by side</caption>

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { Mitigation, type Plan, type Target } from '../apply.js';
-import { DEFAULTS, type ConcretePlacement, type Policy } from '../config.js';
+import { type AgentConfig, DEFAULTS, type ConcretePlacement, type Policy } from '../config.js';
 import { Classifier } from '../datapath/datapath.js';
 import { type Capabilities, whyNot } from '../modes.js';
 import { Journal } from '../netops.js';
@@ -42,6 +42,8 @@ export interface LabOptions {
   cases?: LabCase[];
   dnat?: Dnat;
   timeoutMs?: number;
+  /** the agent's pacing settings for every row (default: the agent's defaults) */
+  pacing?: Pick<AgentConfig, 'delayNs' | 'gapNs' | 'windowNs'>;
   onProgress?: (label: string, done: number, total: number) => void;
   command?: string;
 }
@@ -156,7 +158,7 @@ export async function runLab(opts: LabOptions): Promise<{ result: LabResult; sam
       if (c.mode !== 'none') {
         if (c.mode !== 'iptables-netem') classifier ??= Classifier.load();
         const plan: Plan = { mode: c.mode, placement: c.placement as ConcretePlacement, serializeVia: 'classify' };
-        const settings = { ...DEFAULTS, policy: c.policy ?? DEFAULTS.policy, traceRate: 1_000_000 };
+        const settings = { ...DEFAULTS, ...opts.pacing, policy: c.policy ?? DEFAULTS.policy, traceRate: 1_000_000 };
         mitigation = new Mitigation(plan, settings, c.mode === 'iptables-netem' ? null : classifier!, new Journal(), {
           nodeNetns: topo.node.path,
           pinDir,
@@ -228,6 +230,11 @@ export async function runLab(opts: LabOptions): Promise<{ result: LabResult; sam
       date: new Date().toISOString(),
       pairs: opts.pairs,
       command: opts.command ?? 'dnspacer lab',
+      pacing: {
+        delayUs: (opts.pacing?.delayNs ?? DEFAULTS.delayNs) / 1000,
+        gapUs: (opts.pacing?.gapNs ?? DEFAULTS.gapNs) / 1000,
+        windowUs: (opts.pacing?.windowNs ?? DEFAULTS.windowNs) / 1000,
+      },
       rows,
     },
     samples,

@@ -11,7 +11,8 @@ import { type Topology, VIP, buildTopology } from '../../src/lab/topology.js';
 import { racerPath } from '../../src/lab/run.js';
 import { run } from '../../src/netops.js';
 import { stopProcess, vethPair } from '../../src/netns.js';
-import { describeRoot } from '../helpers/root.js';
+import { probe } from '../../src/probe.js';
+import { describeRoot, slow } from '../helpers/root.js';
 
 describeRoot('dnspacer agent', () => {
   let topo: Topology;
@@ -21,7 +22,7 @@ describeRoot('dnspacer agent', () => {
   beforeAll(async () => {
     topo = await buildTopology();
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dnsp-agent-'));
-  }, 60_000);
+  }, slow(60_000));
   afterAll(async () => {
     for (const a of agents) await stopProcess(a);
     await topo?.destroy();
@@ -57,7 +58,7 @@ describeRoot('dnspacer agent', () => {
     return JSON.parse(out) as { status: number; body: string };
   }
 
-  async function until(what: string, fn: () => Promise<boolean>, ms = 15_000): Promise<void> {
+  async function until(what: string, fn: () => Promise<boolean>, ms = slow(15_000)): Promise<void> {
     const end = Date.now() + ms;
     while (!(await fn())) {
       if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
@@ -65,23 +66,25 @@ describeRoot('dnspacer agent', () => {
     }
   }
 
-  const ready = () => until('/readyz', async () => (await get('http://127.0.0.1:19741/readyz')).status === 200, 30_000);
+  const ready = () => until('/readyz', async () => (await get('http://127.0.0.1:19741/readyz')).status === 200, slow(30_000));
 
   it('refuses a forced mode this kernel cannot run: one line, exit 2, nothing applied', async () => {
     const before = await snapshot();
-    const r = await execa('nsenter', [`--net=${topo.node.path}`, '--', 'node', 'dist/cli.js', 'agent', '--mode', 'edt', '--placement', 'pod', '--state-file', path.join(dir, 'refused.json')], { reject: false });
-    if (r.exitCode === 2) {
-      expect(String(r.stderr).trim().split('\n').pop()).toMatch(/^dnspacer: mode edt cannot run at placement pod: sch_fq/);
-      expect(await snapshot()).toBe(before);
-    } else {
-      // a kernel with sch_fq would run it; this machine has none (machines.md)
-      expect(r.exitCode).toBe(2);
-    }
+    // edt needs sch_fq, which this machine's own kernel lacks; a stock kernel (VM tier)
+    // has it, and there device placement without --interfaces is what cannot run
+    const caps = await probe();
+    const [args, expected] = caps.fq.ok
+      ? [['--mode', 'edt', '--placement', 'device'], /^dnspacer: mode edt cannot run at placement device: device placement needs --interfaces/]
+      : [['--mode', 'edt', '--placement', 'pod'], /^dnspacer: mode edt cannot run at placement pod: sch_fq/];
+    const r = await execa('nsenter', [`--net=${topo.node.path}`, '--', 'node', 'dist/cli.js', 'agent', ...args, '--state-file', path.join(dir, 'refused.json')], { reject: false, timeout: slow(30_000) });
+    expect(r.exitCode).toBe(2);
+    expect(String(r.stderr).trim().split('\n').pop()).toMatch(expected);
+    expect(await snapshot()).toBe(before);
     const bad = await execa('node', ['dist/cli.js', 'agent', '--delay', 'soon'], { reject: false });
     expect(bad.exitCode).toBe(2);
     expect(String(bad.stderr).trim().split('\n')).toHaveLength(1);
     expect(String(bad.stderr)).toMatch(/invalid delay/);
-  }, 60_000);
+  }, slow(60_000));
 
   it('serializes DNS at host placement, follows interfaces, serves metrics, and undoes exactly', async () => {
     const before = await snapshot();
@@ -113,7 +116,7 @@ describeRoot('dnspacer agent', () => {
     expect(done.exitCode, String(done.stderr)).toBe(0);
     expect(await snapshot()).toBe(before);
     expect(fs.existsSync(path.join(dir, 'state.json'))).toBe(false);
-  }, 90_000);
+  }, slow(90_000));
 
   it('after SIGKILL, the next start adopts what is there without stacking a second filter', async () => {
     const before = await snapshot();
@@ -130,5 +133,5 @@ describeRoot('dnspacer agent', () => {
     second.kill('SIGTERM');
     expect((await second).exitCode).toBe(0);
     expect(await snapshot()).toBe(before);
-  }, 90_000);
+  }, slow(90_000));
 });

@@ -5,7 +5,7 @@ import { Classifier, defaultClassifierConfig } from '../../src/datapath/datapath
 import { type ClassifierConfig, type Counters, COUNTER_FIELDS, zeroCounters } from '../../src/datapath/layout.js';
 import { type L4Spec, ETH_HLEN, ETH_P_ARP, ethernet, frame } from '../../src/packet.js';
 import { QTYPE, buildQuery, nameOfWireLength } from '../../src/dns.js';
-import { describeRoot, monotonicNs } from '../helpers/root.js';
+import { describeRoot, monotonicNs, slow } from '../helpers/root.js';
 
 const TC_ACT_OK = 0;
 const TC_ACT_UNSPEC = -1;
@@ -364,7 +364,7 @@ describeRoot('classifier (BPF_PROG_TEST_RUN)', () => {
       expect(d.racingDnsPairs).toBe(1n);
       const got = [];
       for (let i = 0; i < 2; i++) {
-        const next = await Promise.race([events.next(), new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 2000))]);
+        const next = await Promise.race([events.next(), new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), slow(2000)))]);
         expect(next).not.toBe('timeout');
         got.push((next as IteratorResult<unknown>).value);
       }

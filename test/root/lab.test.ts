@@ -6,22 +6,39 @@ import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { expect, it } from 'vitest';
-import { describeRoot } from '../helpers/root.js';
+import { ALL_CASES } from '../../src/lab/run.js';
+import type { LabRow } from '../../src/lab/report.js';
+import { describeRoot, kernelTier, slow } from '../helpers/root.js';
 import { assertWellFormed } from '../helpers/html.js';
 
+/** A row's name as --modes takes it: mode[/policy]@placement, or none. */
+function caseName(c: { mode: string; placement: string; policy?: string }): string {
+  return c.mode === 'none' ? 'none' : `${c.mode}${c.policy ? `/${c.policy}` : ''}@${c.placement}`;
+}
+
 describeRoot('dnspacer lab', () => {
-  it('reproduces the race under none and removes it with serialize at host placement', { timeout: 240_000 }, async () => {
+  // Here: the rows this kernel can run plus two it cannot. In the VM tier: the whole
+  // matrix, with pacing scaled to the guest's 10-20x slower conntrack path.
+  const pairs = kernelTier ? 1000 : 3000;
+  const modes = kernelTier ? ALL_CASES.map(caseName).join(',') : 'none,observe@host,serialize@host,edt/pairs@pod,bpf-netem/aaaa@pod';
+  const pacing = kernelTier ? ['--delay', '5ms', '--gap', '2ms', '--window', '10ms'] : [];
+  // rows at the placement that acts before the node's conntrack, which must remove the race
+  const mitigating = ['serialize@host', 'edt/pairs@pod', 'edt/aaaa@pod', 'edt/pairs@host', 'bpf-netem/aaaa@pod', 'iptables-netem/aaaa@pod'];
+  // Target: ≤ 0.1 % of the none rate. The VM's scheduling noise (a vCPU stalled by the
+  // host for more than the gap) leaves a clash or two in a thousand pairs: ≤ 1 % there.
+  const bound = kernelTier ? 0.01 : 0.001;
+
+  it('reproduces the race under none and removes it at the right placement', { timeout: slow(240_000) }, async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dnsp-lab-'));
     const report = path.join(dir, 'lab.html');
     try {
-      const r = await execa('node', ['dist/cli.js', 'lab', '--pairs', '3000', '--modes', 'none,observe@host,serialize@host,edt/pairs@pod,bpf-netem/aaaa@pod', '--json', '--report', report], { reject: false });
+      const r = await execa('node', ['dist/cli.js', 'lab', '--pairs', String(pairs), '--modes', modes, ...pacing, '--json', '--report', report], { reject: false });
       expect(r.exitCode, String(r.stderr)).toBe(0);
       const result = JSON.parse(String(r.stdout));
-      expect(result).toMatchObject({ kernel: os.release(), pairs: 3000 });
+      expect(result).toMatchObject({ kernel: os.release(), pairs });
       expect(typeof result.date).toBe('string');
-      const row = (mode: string, placement: string) => result.rows.find((x: { mode: string; placement: string }) => x.mode === mode && x.placement === placement);
-      const none = row('none', '-');
-      const serialize = row('serialize', 'host');
+      const row = (key: string) => result.rows.find((x: LabRow) => caseName(x) === key) as LabRow;
+      const none = row('none');
       for (const x of result.rows) {
         for (const field of ['mode', 'placement', 'supported', 'reason', 'pairs', 'clashes', 'raceRate', 'lostOrRetried', 'paced', 'addedDelayP50Us', 'racingPairsSeen']) {
           expect(x, `${x.mode}@${x.placement} has ${field}`).toHaveProperty(field);
@@ -33,19 +50,21 @@ describeRoot('dnspacer lab', () => {
       expect(none.supported).toBe(true);
       expect(none.raceRate).toBeGreaterThan(0.05);
       expect(none.clashes).toBe(none.clashResolve + none.insertFailed + none.drop);
-      // serialize removes it: at most 0.1 % of the none rate, nothing lost or retried
-      expect(serialize.supported).toBe(true);
-      expect(serialize.raceRate).toBeLessThanOrEqual(none.raceRate * 0.001);
-      expect(serialize.lostOrRetried).toBe(0);
-      expect(serialize.racingPairsSeen).toBeGreaterThanOrEqual(3000 * 0.9);
-      // observe counts the racing pairs it sees
-      expect(row('observe', 'host').racingPairsSeen).toBeGreaterThanOrEqual(3000 * 0.9);
-      // this kernel lacks sch_fq and sch_prio: reported, not crashed
-      for (const [mode, feature] of [['edt', 'sch_fq'], ['bpf-netem', 'sch_prio']]) {
-        const x = row(mode!, 'pod');
-        if (x.supported) expect(x.raceRate).toBeLessThanOrEqual(none.raceRate * 0.001);
-        else expect(x.reason).toContain(feature);
+      expect(row('observe@host').racingPairsSeen).toBeGreaterThanOrEqual(pairs * 0.9);
+      for (const key of mitigating) {
+        const x = row(key);
+        if (!x) continue;
+        if (!x.supported) {
+          // this kernel lacks it: said why, never a crash; the VM tier's kernel has everything
+          expect(kernelTier, `${key} unsupported in the VM tier: ${x.reason}`).toBeUndefined();
+          expect(x.reason).toMatch(/sch_fq|sch_prio|sch_netem|cls_fw/);
+          continue;
+        }
+        expect(x.raceRate, `${key} race rate against none ${none.raceRate}`).toBeLessThanOrEqual(none.raceRate * bound);
+        expect(x.lostOrRetried, `${key}: no lookup stalled by a retry`).toBe(0);
       }
+      expect(row('serialize@host').supported).toBe(true);
+      expect(row('serialize@host').racingPairsSeen).toBeGreaterThanOrEqual(pairs * 0.9);
       assertWellFormed(fs.readFileSync(report, 'utf8'));
       expect(fs.readFileSync(report, 'utf8')).toContain('<svg');
       // nothing left behind
@@ -57,7 +76,7 @@ describeRoot('dnspacer lab', () => {
     }
   });
 
-  it('rejects a bad option with one line naming it, exit 2', async () => {
+  it('rejects a bad option with one line naming it, exit 2', { timeout: slow(10_000) }, async () => {
     const r = await execa('node', ['dist/cli.js', 'lab', '--pairs', 'many'], { reject: false });
     expect(r.exitCode).toBe(2);
     expect(String(r.stderr).trim()).toBe('dnspacer: invalid pairs: "many" is not a whole number from 10 to 1000000');
