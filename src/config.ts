@@ -44,6 +44,15 @@ export interface AgentConfig {
   stateFile: string;
   keepOnExit: boolean;
   kubeconfig?: string;
+  /** cluster DNS Services as namespace/name; their ClusterIPs and ports feed the classifier */
+  dnsServices: string[];
+  /** a label selector finding more DNS Services (e.g. k8s-app=kube-dns), or '' */
+  dnsServiceSelector: string;
+  /** this node, for the pod watch (the DaemonSet sets it from spec.nodeName) */
+  nodeName: string;
+  /** where the agent's own ConfigMap lives, as namespace/name */
+  configMap: string;
+  annotateNode: boolean;
   configFile?: string;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
 }
@@ -79,6 +88,11 @@ export const DEFAULTS: AgentConfig = {
   traceRate: 100,
   stateFile: '/run/dnspacer/state.json',
   keepOnExit: false,
+  dnsServices: ['kube-system/kube-dns'],
+  dnsServiceSelector: '',
+  nodeName: '',
+  configMap: 'dnspacer/dnspacer',
+  annotateNode: false,
   logLevel: 'info',
 };
 
@@ -260,6 +274,19 @@ function parseInteger(min: number, max: number): Parser<number> {
   };
 }
 
+const DNS_LABEL = '[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?';
+const DNS_SUBDOMAIN = new RegExp(`^${DNS_LABEL}(\\.${DNS_LABEL})*$`);
+const LABEL_SELECTOR = /^[A-Za-z0-9./_-]+(=|==|!=)[A-Za-z0-9._-]*(,[A-Za-z0-9./_-]+(=|==|!=)[A-Za-z0-9._-]*)*$/;
+
+function namespacedName(raw: unknown, field: string): string {
+  const s = str(raw, field);
+  const [ns, name, extra] = s.split('/');
+  if (extra !== undefined || !ns || !name || !new RegExp(`^${DNS_LABEL}$`).test(ns) || !DNS_SUBDOMAIN.test(name)) {
+    throw new ConfigError(field, `"${s}" is not namespace/name like kube-system/kube-dns`);
+  }
+  return s;
+}
+
 const INTERFACE_GLOB = /^[A-Za-z0-9_.:@*?[\]!-]{1,15}$/;
 
 /** Field name (as in flags without dashes, camelCase in files) -> parser and target. */
@@ -318,6 +345,25 @@ const FIELDS = {
   },
   kubeconfig: (c: AgentConfig, raw: unknown) => {
     c.kubeconfig = str(raw, 'kubeconfig') || undefined;
+  },
+  dnsServices: (c: AgentConfig, raw: unknown) => {
+    c.dnsServices = list(raw, 'dnsServices').map((x) => namespacedName(x, 'dnsServices'));
+  },
+  dnsServiceSelector: (c: AgentConfig, raw: unknown) => {
+    const s = str(raw, 'dnsServiceSelector');
+    if (s && !LABEL_SELECTOR.test(s)) throw new ConfigError('dnsServiceSelector', `"${s}" is not a label selector like k8s-app=kube-dns (key=value, comma-separated)`);
+    c.dnsServiceSelector = s;
+  },
+  nodeName: (c: AgentConfig, raw: unknown) => {
+    const s = str(raw, 'nodeName');
+    if (s && !DNS_SUBDOMAIN.test(s)) throw new ConfigError('nodeName', `"${s}" is not a Kubernetes node name (lower-case DNS subdomain)`);
+    c.nodeName = s;
+  },
+  configMap: (c: AgentConfig, raw: unknown) => {
+    c.configMap = namespacedName(raw, 'configMap');
+  },
+  annotateNode: (c: AgentConfig, raw: unknown) => {
+    c.annotateNode = parseBool(raw, 'annotateNode');
   },
   logLevel: (c: AgentConfig, raw: unknown) => {
     c.logLevel = oneOf(['debug', 'info', 'warn', 'error'] as const)(raw, 'logLevel');
@@ -408,6 +454,10 @@ export const LIVE_FIELDS: readonly (keyof AgentConfig)[] = [
   'mark',
   'traceRate',
   'logLevel',
+  'keepOnExit',
+  'dnsServices',
+  'dnsServiceSelector',
+  'annotateNode',
 ];
 
 /** Names of the settings that differ and need a restart to take effect. */
