@@ -115,7 +115,6 @@ export async function runAgent(inputs: AgentInputs, log = pino({ name: 'dnspacer
   const watcher = watchLinks(() => {
     syncing = syncing.then(sync).catch((e: Error) => log.error({ err: e.message }, 'resync failed'));
   });
-  ready = true;
 
   const registry = createMetrics({
     attachments: () =>
@@ -177,6 +176,8 @@ export async function runAgent(inputs: AgentInputs, log = pino({ name: 'dnspacer
     };
     process.once('SIGTERM', () => void stop('SIGTERM'));
     process.once('SIGINT', () => void stop('SIGINT'));
+    // ready only once SIGTERM undoes what was applied
+    ready = true;
   });
 }
 

@@ -103,7 +103,9 @@ describeRoot('dnspacer agent', () => {
     expect(metrics).toMatch(/dnspacer_info\{[^}]*mode="serialize"/);
     const serialized = metrics.match(/dnspacer_serialized_queries_total\{[^}]*interface="vpod0"[^}]*\} (\d+)/);
     expect(Number(serialized?.[1])).toBeGreaterThanOrEqual(2000);
-    expect(metrics).toMatch(/dnspacer_probe_supported\{feature="fq"\} 0/);
+    const caps = await probe();
+    expect(metrics).toContain(`dnspacer_probe_supported{feature="fq"} ${caps.fq.ok ? 1 : 0}`);
+    expect(metrics).toContain(`dnspacer_probe_supported{feature="serializeMirred"} 1`);
 
     // a new pod interface is picked up from link events, and let go when deleted
     await vethPair({ ns: topo.node, name: 'vpod1' }, { ns: topo.pod, name: 'eth1' });

@@ -3,7 +3,7 @@
 # KVM cannot run a stock kernel) with the host's root shared read-only, runs the root test
 # suites and a short lab matrix inside, and fails if any kernel fails or hangs.
 # Usage: test/vm/run.sh [kernel-id...]      Env: DNSPACER_VM_JOB overrides the guest command,
-#        DNSPACER_VM_TIMEOUT (seconds per kernel, default 900).
+#        DNSPACER_VM_TIMEOUT (seconds per kernel, default 900), DNSPACER_VM_RUNS (results folder).
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 timeout_s=${DNSPACER_VM_TIMEOUT:-900}
@@ -17,7 +17,7 @@ while read -r id pkg ver; do
   if ((${#wanted[@]})) && [[ ! " ${wanted[*]} " =~ " $id " ]]; then continue; fi
   dir=$("$repo/test/vm/prepare.sh" "$pkg" "$ver") || { summary+=("$id: FAILED to prepare"); status=1; continue; }
   source "$dir/kernel.env"
-  results=$repo/.cache/vm/runs/$id
+  results=${DNSPACER_VM_RUNS:-$repo/.cache/vm/runs}/$id
   rm -rf "$results" && mkdir -p "$results"
   cp "$repo/test/vm/guest.sh" "$results/guest.sh"
   {
