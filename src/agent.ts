@@ -13,12 +13,14 @@ import { readConntrackStats } from './lab/conntrack.js';
 import { createMetrics } from './metrics.js';
 import { type Capabilities, UnsupportedError, chooseMode } from './modes.js';
 import { Journal } from './netops.js';
-import { discoverTargets, watchLinks } from './placement.js';
+import { type DnsTargets, KubeLink, type PodRef, kubeConfigFor } from './kube.js';
+import { discoverTargets, targetAddresses, watchLinks } from './placement.js';
 import { probe } from './probe.js';
 import { startServer } from './server.js';
 import { parseArgs } from './args.js';
 
 export const PIN_DIR = '/sys/fs/bpf/dnspacer';
+export const VERSION = '0.1.0';
 export const SWITCHES = ['--keep-on-exit'];
 
 export interface AgentInputs {
@@ -27,7 +29,7 @@ export interface AgentInputs {
 }
 
 /** Flags > environment > file > defaults. Throws ConfigError with one line. */
-export function loadConfig({ argv, env }: AgentInputs): { config: AgentConfig; file?: string } {
+export function loadConfig({ argv, env }: AgentInputs, fromConfigMap: RawConfig = {}): { config: AgentConfig; file?: string } {
   const valueFlags = [...FIELD_NAMES.filter((f) => f !== 'keepOnExit').map(fieldToFlag), '--config'];
   const a = parseArgs(argv, { values: valueFlags, switches: SWITCHES });
   if (a.positional.length) throw new ConfigError('arguments', `unexpected "${a.positional[0]}"; agent takes only options`);
@@ -48,7 +50,7 @@ export function loadConfig({ argv, env }: AgentInputs): { config: AgentConfig; f
     }
     fromFile = parseConfigText(text, file);
   }
-  return { config: buildConfig(fromFile, rawFromEnv(env), flags), ...(file ? { file } : {}) };
+  return { config: buildConfig(fromFile, fromConfigMap, rawFromEnv(env), flags), ...(file ? { file } : {}) };
 }
 
 export async function runAgent(inputs: AgentInputs, log = pino({ name: 'dnspacer' })): Promise<number> {
@@ -61,6 +63,17 @@ export async function runAgent(inputs: AgentInputs, log = pino({ name: 'dnspacer
     hasDevices: config.interfaces.length > 0,
   });
   log.info({ mode: choice.mode, placement: choice.placement, reason: choice.reason, passedOver: choice.passedOver }, 'mode chosen');
+
+  const kc = kubeConfigFor(config);
+  let fromConfigMap: RawConfig = {};
+  let discovered: DnsTargets = { cidrs: [], ports: [] };
+  let podRefs: PodRef[] = [];
+  // the classifier's destination filter: configured prefixes and ports plus the cluster DNS Services found
+  const effective = (c: AgentConfig): AgentConfig => ({
+    ...c,
+    dnsCidrs: [...c.dnsCidrs, ...discovered.cidrs],
+    dnsPorts: [...new Set([...c.dnsPorts, ...discovered.ports])],
+  });
 
   const plan: Plan = { mode: choice.mode, placement: choice.placement, serializeVia: choice.serializeVia ?? 'classify' };
   const journal = Journal.load(config.stateFile);
@@ -78,10 +91,16 @@ export async function runAgent(inputs: AgentInputs, log = pino({ name: 'dnspacer
     await ensureBpffs();
     classifier = Classifier.load({ pinDir: PIN_DIR, log: (level, message) => log[level === 'warn' ? 'warn' : 'debug']({ libbpf: message.trim() }) });
   }
-  const mitigation = new Mitigation(plan, config, classifier, journal, { pinDir: PIN_DIR });
+  const mitigation = new Mitigation(plan, effective(config), classifier, journal, { pinDir: PIN_DIR });
   const active = new Map<string, Target>();
   let ready = false;
 
+  const addresses = new Map<string, string[]>();
+  const podOf = (t: Target): { namespace: string; pod: string } => {
+    const ips = addresses.get(targetKey(t)) ?? [];
+    const p = podRefs.find((r) => r.ips.some((ip) => ips.includes(ip)));
+    return p ? { namespace: p.namespace, pod: p.name } : { namespace: '', pod: '' };
+  };
   const sync = async () => {
     const want = await discoverTargets(plan.placement, config.interfaces);
     const wantKeys = new Set(want.map(targetKey));
@@ -90,6 +109,7 @@ export async function runAgent(inputs: AgentInputs, log = pino({ name: 'dnspacer
       try {
         await mitigation.add(t);
         active.set(targetKey(t), t);
+        addresses.set(targetKey(t), await targetAddresses(t));
         log.info({ interface: t.dev, netns: t.netns }, 'applied');
       } catch (e) {
         log.error({ interface: t.dev, netns: t.netns, err: (e as Error).message }, 'could not apply; rolled back this interface');
@@ -99,7 +119,45 @@ export async function runAgent(inputs: AgentInputs, log = pino({ name: 'dnspacer
       if (wantKeys.has(key)) continue;
       const failures = await mitigation.remove(t);
       active.delete(key);
+      addresses.delete(key);
       log.info({ interface: t.dev, netns: t.netns, failures }, 'interface gone');
+    }
+  };
+
+  const kube = kc
+    ? new KubeLink(kc, config, {
+        onDnsTargets: (t) => {
+          discovered = t;
+          mitigation.configure(effective(config));
+          log.info({ dnsServices: t.cidrs.length, ports: t.ports }, 'cluster DNS Services now in the classifier\'s filter');
+        },
+        onPods: (pods) => {
+          podRefs = pods;
+          // pod placement: a new pod's namespace is attached at once, not at the next link event
+          if (plan.placement === 'pod') syncing = syncing.then(sync).catch((e: Error) => log.error({ err: e.message }, 'resync failed'));
+        },
+        onConfigText: (text) => {
+          try {
+            fromConfigMap = parseConfigText(text, `ConfigMap ${config.configMap}`);
+            reload();
+          } catch (e) {
+            log.error({ err: (e as Error).message }, 'ConfigMap not applied; keeping the running config');
+          }
+        },
+      }, log)
+    : undefined;
+  let syncing = Promise.resolve();
+  const reload = () => {
+    try {
+      const next = loadConfig(inputs, fromConfigMap).config;
+      const restart = restartNeeded(config, next);
+      if (restart.length) log.warn({ settings: restart }, 'these settings change only on restart; the rest applies now');
+      config = { ...config, ...Object.fromEntries(Object.entries(next).filter(([k]) => !restart.includes(k))) } as AgentConfig;
+      mitigation.configure(effective(config));
+      log.level = config.logLevel;
+      log.info('config reloaded live');
+    } catch (e) {
+      log.error({ err: (e as Error).message }, 'config not reloaded; keeping the running one');
     }
   };
 
@@ -111,7 +169,12 @@ export async function runAgent(inputs: AgentInputs, log = pino({ name: 'dnspacer
     classifier?.close();
     throw e;
   }
-  let syncing = Promise.resolve();
+  kube?.start();
+  void kube?.event('Normal', 'ModeChosen', `${plan.mode} at ${plan.placement} placement: ${choice.reason}`);
+  for (const p of choice.passedOver) void kube?.event('Warning', 'Fallback', `${p.mode} at ${p.placement} passed over: ${p.reason}`);
+  const missingFeatures = Object.entries(caps).filter(([k, v]) => !v.ok && k !== 'serializeRedirect');
+  if (missingFeatures.length) void kube?.event('Warning', 'ProbeFailed', missingFeatures.map(([, v]) => v.reason).join('; '));
+  void kube?.annotateNode({ 'dnspacer.io/mode': plan.mode, 'dnspacer.io/placement': plan.placement, 'dnspacer.io/version': VERSION });
   const watcher = watchLinks(() => {
     syncing = syncing.then(sync).catch((e: Error) => log.error({ err: e.message }, 'resync failed'));
   });
@@ -119,7 +182,7 @@ export async function runAgent(inputs: AgentInputs, log = pino({ name: 'dnspacer
   const registry = createMetrics({
     attachments: () =>
       [...active.values()].map((t) => ({
-        labels: { interface: t.dev, direction: plan.placement === 'host' ? 'ingress' : 'egress', netns: t.netns ?? '', namespace: '', pod: '' },
+        labels: { interface: t.dev, direction: plan.placement === 'host' ? 'ingress' : 'egress', netns: t.netns ?? '', ...podOf(t) },
         // iptables-netem has no classifier: its interfaces export zeros
         counters: classifier ? classifier.counters(mitigation.slotOf(t) ?? 0) : zeroCounters(),
       })),
@@ -127,7 +190,7 @@ export async function runAgent(inputs: AgentInputs, log = pino({ name: 'dnspacer
       const s = await readConntrackStats({}).catch(() => null);
       return s ? [{ netns: '', clashResolve: s.clashResolve, insertFailed: s.insertFailed, drop: s.drop, earlyDrop: s.earlyDrop }] : [];
     },
-    info: () => ({ mode: plan.mode, placement: plan.placement, policy: config.policy, version: '0.1.0', kernel: os.release() }),
+    info: () => ({ mode: plan.mode, placement: plan.placement, policy: config.policy, version: VERSION, kernel: os.release() }),
     probe: () => Object.fromEntries(Object.entries(caps).map(([k, v]) => [k, v.ok])),
   });
   const server = await startServer({
@@ -138,20 +201,6 @@ export async function runAgent(inputs: AgentInputs, log = pino({ name: 'dnspacer
   });
   log.info({ url: server.url }, 'serving /metrics /healthz /readyz');
 
-  const reload = () => {
-    if (!file) return;
-    try {
-      const next = loadConfig(inputs).config;
-      const restart = restartNeeded(config, next);
-      if (restart.length) log.warn({ settings: restart }, 'these settings change only on restart; the rest applies now');
-      config = { ...config, ...Object.fromEntries(Object.entries(next).filter(([k]) => !restart.includes(k))) } as AgentConfig;
-      mitigation.configure(config);
-      log.level = config.logLevel;
-      log.info('config reloaded live');
-    } catch (e) {
-      log.error({ err: (e as Error).message }, 'config not reloaded; keeping the running one');
-    }
-  };
   process.on('SIGHUP', reload);
   const fileWatcher = file ? fs.watch(path.dirname(file), (_, name) => name === path.basename(file!) && reload()) : undefined;
 
@@ -160,6 +209,7 @@ export async function runAgent(inputs: AgentInputs, log = pino({ name: 'dnspacer
       log.info({ signal }, 'stopping');
       ready = false;
       fileWatcher?.close();
+      await kube?.stop();
       await watcher.stop();
       await syncing;
       await server.close();
@@ -168,10 +218,12 @@ export async function runAgent(inputs: AgentInputs, log = pino({ name: 'dnspacer
       } else {
         const failures = await mitigation.stop();
         if (failures.length) log.error({ failures }, 'some changes could not be undone');
+        await kube?.event(failures.length ? 'Warning' : 'Normal', 'Cleanup', failures.length ? `could not undo: ${failures.join('; ')}` : 'removed everything dnspacer added on this node');
         journal.removeStateIfEmpty();
       }
       classifier?.close();
       if (!config.keepOnExit) fs.rmSync(PIN_DIR, { recursive: true, force: true });
+      log.info('stopped');
       resolve(0);
     };
     process.once('SIGTERM', () => void stop('SIGTERM'));

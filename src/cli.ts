@@ -11,7 +11,7 @@ import { PIN_DIR, runAgent } from './agent.js';
 import { UnsupportedError } from './modes.js';
 import { Journal } from './netops.js';
 import { loadAddon } from './datapath/addon.js';
-import { COUNTER_FIELDS, MAX_SLOTS, addCounters, decodeEvent, sumPerCpuCounters, u32Key, zeroCounters } from './datapath/layout.js';
+import { COUNTER_FIELDS, MAX_SLOTS, addCounters, decodeConfig, decodeEvent, decodePrefixKey, sumPerCpuCounters, u32Key, zeroCounters } from './datapath/layout.js';
 import { qtypeName } from './dns.js';
 
 const require = createRequire(import.meta.url);
@@ -136,14 +136,46 @@ function status(argv: string[]): number {
       addon.closeFd(fd);
     }
   }
-  const out = { mode: journal.meta?.mode ?? 'unknown', placement: journal.meta?.placement ?? 'unknown', interfaces, counters: Object.fromEntries(COUNTER_FIELDS.map((f) => [f, Number(counters[f])])) };
+  const classifier = fs.existsSync(`${PIN_DIR}/config`) ? liveClassifierConfig() : undefined;
+  const out = {
+    mode: journal.meta?.mode ?? 'unknown',
+    placement: journal.meta?.placement ?? 'unknown',
+    interfaces,
+    ...(classifier ? { classifier } : {}),
+    counters: Object.fromEntries(COUNTER_FIELDS.map((f) => [f, Number(counters[f])])),
+  };
   if (a.switches.has('--json')) process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
   else {
     process.stdout.write(`mode ${out.mode} at ${out.placement} placement, ${interfaces.length} interface(s)\n`);
     for (const i of interfaces) process.stdout.write(`  ${i.interface} ${i.direction}${i.netns ? ` in ${i.netns}` : ''}\n`);
+    if (classifier) {
+      const c = classifier;
+      process.stdout.write(`  policy ${c.policy}, delay ${c.delayUs} us, window ${c.windowUs} us, gap ${c.gapUs} us, ports ${c.dnsPorts.join(',')}, destinations ${c.dnsPrefixes.join(',') || 'any'}\n`);
+    }
     for (const [k, v] of Object.entries(out.counters)) process.stdout.write(`  ${k.padEnd(18)} ${v}\n`);
   }
   return 0;
+}
+
+/** What the running classifier applies now, from its pinned maps: the live config. */
+function liveClassifierConfig() {
+  const addon = loadAddon();
+  const read = <T>(name: string, fn: (fd: number) => T): T => {
+    const fd = addon.objGet(`${PIN_DIR}/${name}`);
+    try {
+      return fn(fd);
+    } finally {
+      addon.closeFd(fd);
+    }
+  };
+  const c = read('config', (fd) => decodeConfig(addon.mapLookup(fd, u32Key(0))!));
+  const dnsPorts = read('ports', (fd) => {
+    const ports: number[] = [];
+    for (let port = 1; port < 65536; port++) if (addon.mapLookup(fd, u32Key(port))?.[0]) ports.push(port);
+    return ports;
+  });
+  const dnsPrefixes = c.matchPrefixes ? read('prefixes', (fd) => addon.mapKeys(fd).map(decodePrefixKey).sort()) : [];
+  return { enabled: c.enabled, policy: c.policy, action: c.action, delayUs: Number(c.delayNs) / 1000, windowUs: Number(c.windowNs) / 1000, gapUs: Number(c.gapNs) / 1000, dnsPorts, dnsPrefixes };
 }
 
 async function trace(argv: string[]): Promise<number> {
@@ -188,8 +220,11 @@ export async function main(argv: string[]): Promise<number> {
         return await lab(rest);
       case 'probe':
         return await probeCommand(rest);
-      case 'agent':
-        return await runAgent({ argv: rest, env: process.env });
+      case 'agent': {
+        const code = await runAgent({ argv: rest, env: process.env });
+        // everything is undone (or kept on purpose); idle API keep-alive sockets must not hold the exit
+        process.exit(code);
+      }
       case 'status':
         return status(rest);
       case 'trace':

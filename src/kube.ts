@@ -107,14 +107,17 @@ class ResilientWatch<T extends KubernetesObject> {
     private readonly log: Logger,
     selectors: { label?: string; field?: string } = {},
   ) {
-    this.lw = new ListWatch<T>(path, new Watch(kc), list as never, false, selectors.label, selectors.field);
+    // backoff starts over only once the API server has answered a list
+    const listed = async () => {
+      const r = await list();
+      this.backoff = BACKOFF_MIN_MS;
+      return r;
+    };
+    this.lw = new ListWatch<T>(path, new Watch(kc), listed as never, false, selectors.label, selectors.field);
     const changed = () => onChange([...this.lw.list()]);
     this.lw.on('add', changed);
     this.lw.on('update', changed);
     this.lw.on('delete', changed);
-    this.lw.on('connect', () => {
-      this.backoff = BACKOFF_MIN_MS;
-    });
     this.lw.on('error', (err?: unknown) => this.retry(err));
   }
 

@@ -59,6 +59,18 @@ export async function discoverTargets(placement: ConcretePlacement, globs: reado
   return (await listLinks()).filter((n) => matches(n, wanted)).map((dev) => ({ dev, label: dev }));
 }
 
+/** The pod addresses behind a target, to name its pod in metrics: eth0's addresses
+ * inside a pod netns, or the host routes through a host-side veth (Calico, Cilium and
+ * kindnet route each pod IP to its veth; bridge ports have none). */
+export async function targetAddresses(t: Target): Promise<string[]> {
+  if (t.netns) {
+    const out = await sh('nsenter', [`--net=${t.netns}`, '--', 'ip', '-j', 'addr', 'show', 'dev', t.dev]).catch(() => '[]');
+    return (JSON.parse(out || '[]') as { addr_info?: { local: string }[] }[]).flatMap((l) => (l.addr_info ?? []).map((a) => a.local));
+  }
+  const out = await sh('ip', ['-j', 'route', 'show', 'dev', t.dev]).catch(() => '[]');
+  return (JSON.parse(out || '[]') as { dst: string }[]).map((r) => r.dst.replace(/\/(32|128)$/, '')).filter((d) => !d.includes('/') && d !== 'default');
+}
+
 /** Calls onChange (debounced to 200 ms) whenever a link appears or disappears, from
  * netlink events through `ip monitor link`, not by polling. */
 export function watchLinks(onChange: () => void): { stop(): Promise<void> } {

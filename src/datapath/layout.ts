@@ -158,6 +158,14 @@ export function encodePrefixKey(p: Prefix): Buffer {
   return b;
 }
 
+/** An LPM key back to its prefix, as text: 198.18.0.10/32, fd00::a/128. */
+export function decodePrefixKey(b: Buffer): string {
+  const bits = b.readUInt32LE(0);
+  const addr = new Uint8Array(b.subarray(4, 20));
+  const v4 = bits >= 96 && addr.subarray(0, 12).every((x, i) => x === (i < 10 ? 0 : 0xff));
+  return v4 ? `${formatAddr(addr, 4)}/${bits - 96}` : `${formatAddr(addr, 6)}/${bits}`;
+}
+
 export interface TraceEvent {
   tsNs: bigint;
   gapNs: bigint;

@@ -3,6 +3,7 @@
 // resourceVersions, label and field selectors, BOOKMARK events, 410 Gone for a
 // compacted resourceVersion, and controls to drop watches or take the server away.
 // One reusable fake for every Kubernetes test; nothing is stubbed per test.
+import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 
@@ -117,7 +118,11 @@ export class FakeApiServer {
     return `http://127.0.0.1:${this.port}`;
   }
 
-  /** Starts listening (again, on the same port after stop()). */
+  /** Where it listens: 127.0.0.1 (a free port, kept across stop() and start()), or a
+   * unix socket, which a forwarder can expose inside another network namespace. */
+  constructor(private readonly socketPath?: string) {}
+
+  /** Starts listening (again, at the same place after stop()). */
   async start(): Promise<void> {
     this.server = http.createServer((req, res) => void this.handle(req, res));
     this.server.on('connection', (s) => {
@@ -126,9 +131,12 @@ export class FakeApiServer {
     });
     await new Promise<void>((resolve, reject) => {
       this.server!.once('error', reject);
-      this.server!.listen(this.port, '127.0.0.1', () => resolve());
+      if (this.socketPath) {
+        fs.rmSync(this.socketPath, { force: true });
+        this.server!.listen(this.socketPath, () => resolve());
+      } else this.server!.listen(this.port, '127.0.0.1', () => resolve());
     });
-    this.port = (this.server.address() as AddressInfo).port;
+    if (!this.socketPath) this.port = (this.server.address() as AddressInfo).port;
   }
 
   /** An outage: every connection cut, nothing listening until start(). */

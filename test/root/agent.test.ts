@@ -13,6 +13,7 @@ import { run } from '../../src/netops.js';
 import { stopProcess, vethPair } from '../../src/netns.js';
 import { probe } from '../../src/probe.js';
 import { describeRoot, slow } from '../helpers/root.js';
+import { FakeApiServer } from '../helpers/fake-apiserver.js';
 
 describeRoot('dnspacer agent', () => {
   let topo: Topology;
@@ -135,5 +136,73 @@ describeRoot('dnspacer agent', () => {
     second.kill('SIGTERM');
     expect((await second).exitCode).toBe(0);
     expect(await snapshot()).toBe(before);
+  }, slow(90_000));
+
+  it('with a kubeconfig: feeds the DNS Service into the filter, names pods in metrics, applies its ConfigMap live, publishes Events, rides out an outage', async () => {
+    // the fake API server listens on a unix socket; a forwarder inside the node netns gives
+    // the agent 127.0.0.1:19742 there, as a node reaches its API server
+    const api = new FakeApiServer(path.join(dir, 'api.sock'));
+    await api.start();
+    const forwarder = execa('nsenter', [`--net=${topo.node.path}`, '--', 'node', '-e', `require('net').createServer((c) => { const u = require('net').connect(${JSON.stringify(path.join(dir, 'api.sock'))}); c.pipe(u).pipe(c); u.on('error', () => c.destroy()); c.on('error', () => u.destroy()); }).listen(19742, '127.0.0.1')`], { reject: false, stdin: 'ignore' });
+    const kubeconfig = path.join(dir, 'kubeconfig');
+    fs.writeFileSync(kubeconfig, `apiVersion: v1\nkind: Config\nclusters: [{name: fake, cluster: {server: "http://127.0.0.1:19742", insecure-skip-tls-verify: true}}]\nusers: [{name: agent, user: {}}]\ncontexts: [{name: fake, context: {cluster: fake, user: agent}}]\ncurrent-context: fake\n`);
+    // Calico-style: the pod's address is routed to its host-side veth
+    await inNode('ip', ['route', 'add', '198.18.1.2/32', 'dev', 'vpod0']);
+    try {
+      api.put('nodes', { metadata: { name: 'node-a' } });
+      api.put('services', { metadata: { name: 'kube-dns', namespace: 'kube-system' }, spec: { clusterIP: VIP, clusterIPs: [VIP, 'fd00:198:18::a'], ports: [{ port: 53, protocol: 'UDP' }, { port: 53, protocol: 'TCP' }] } });
+      api.put('pods', { metadata: { name: 'web', namespace: 'apps' }, spec: { nodeName: 'node-a' }, status: { podIP: '198.18.1.2', podIPs: [{ ip: '198.18.1.2' }] } });
+      api.put('configmaps', { metadata: { name: 'dnspacer', namespace: 'dnspacer' }, data: { 'config.yaml': 'policy: pairs\n' } });
+      const before = await snapshot();
+      const agent = startAgent(['--mode', 'serialize', '--kubeconfig', kubeconfig, '--node-name', 'node-a', '--annotate-node', 'true']);
+      await ready();
+      const status = async () => JSON.parse(await inNode('node', ['dist/cli.js', 'status', '--json', '--state-file', path.join(dir, 'state.json')])).classifier as { policy: string; gapUs: number; dnsPrefixes: string[] };
+      await until('the DNS Service in the filter', async () => (await status()).dnsPrefixes.join() === '198.18.100.10/32,fd00:198:18::a/128').catch(async (e) => {
+        console.log(JSON.stringify(await status()), api.requests.map((r) => `${r.method} ${r.path} ${JSON.stringify(r.query)}`));
+        agent.kill('SIGTERM');
+        console.log(String((await agent).stdout).slice(-3000));
+        throw e;
+      });
+
+      // queries to the Service are still serialized, and counted for the pod by name
+      const racer = await execa('ip', ['netns', 'exec', topo.pod.name, racerPath(), '--server', VIP, '--pairs', '100'], { reject: false });
+      expect(racer.exitCode).toBe(0);
+      await until('pod-labelled metrics', async () => /dnspacer_serialized_queries_total\{[^}]*namespace="apps",pod="web"\} (\d{3,})/.test((await get('http://127.0.0.1:19741/metrics')).body));
+
+      // a ConfigMap change is a map update: same program on the interface, new settings
+      const filterBefore = await inNode('tc', ['filter', 'show', 'dev', 'vpod0', 'ingress']);
+      api.put('configmaps', { metadata: { name: 'dnspacer', namespace: 'dnspacer' }, data: { 'config.yaml': 'policy: aaaa\ngap: 300us\n' } });
+      await until('ConfigMap applied', async () => {
+        const c = await status();
+        return c.policy === 'aaaa' && c.gapUs === 300;
+      });
+      expect(await inNode('tc', ['filter', 'show', 'dev', 'vpod0', 'ingress'])).toBe(filterBefore);
+
+      // the Service moves: the filter follows
+      api.put('services', { metadata: { name: 'kube-dns', namespace: 'kube-system' }, spec: { clusterIP: '198.18.100.11', clusterIPs: ['198.18.100.11'], ports: [{ port: 53, protocol: 'UDP' }] } });
+      await until('moved Service', async () => (await status()).dnsPrefixes.join() === '198.18.100.11/32');
+
+      // an outage changes nothing on the node; the agent catches up afterwards
+      await api.stop();
+      await new Promise((r) => setTimeout(r, slow(1500)));
+      expect((await status()).dnsPrefixes).toEqual(['198.18.100.11/32']);
+      expect(await inNode('tc', ['filter', 'show', 'dev', 'vpod0', 'ingress'])).toBe(filterBefore);
+      api.put('services', { metadata: { name: 'kube-dns', namespace: 'kube-system' }, spec: { clusterIP: VIP, clusterIPs: [VIP], ports: [{ port: 53, protocol: 'UDP' }] } });
+      await api.start();
+      await until('caught up after the outage', async () => (await status()).dnsPrefixes.join() === '198.18.100.10/32', slow(20_000));
+
+      expect(api.get('nodes', undefined, 'node-a')!.metadata.annotations).toMatchObject({ 'dnspacer.io/mode': 'serialize', 'dnspacer.io/placement': 'host' });
+      agent.kill('SIGTERM');
+      const done = await agent;
+      expect(done.exitCode, `${done.signal ?? ''} ${String(done.stdout).slice(-2000)} ${String(done.stderr).slice(-2000)}`).toBe(0);
+      const reasons = api.list('events', 'dnspacer').map((e) => e.reason);
+      expect(reasons).toContain('ModeChosen');
+      expect(reasons.at(-1)).toBe('Cleanup');
+      expect(await snapshot()).toBe(before);
+    } finally {
+      await inNode('ip', ['route', 'del', '198.18.1.2/32', 'dev', 'vpod0']).catch(() => undefined);
+      await stopProcess(forwarder);
+      await api.stop();
+    }
   }, slow(90_000));
 });
