@@ -19,7 +19,6 @@ import { probe } from './probe.js';
 import { startServer } from './server.js';
 import { parseArgs } from './args.js';
 
-export const PIN_DIR = '/sys/fs/bpf/dnspacer';
 export const VERSION = '0.1.0';
 export const SWITCHES = ['--keep-on-exit'];
 
@@ -89,9 +88,9 @@ export async function runAgent(inputs: AgentInputs, log = pino({ name: 'dnspacer
   let classifier: Classifier | null = null;
   if (plan.mode !== 'iptables-netem') {
     await ensureBpffs();
-    classifier = Classifier.load({ pinDir: PIN_DIR, log: (level, message) => log[level === 'warn' ? 'warn' : 'debug']({ libbpf: message.trim() }) });
+    classifier = Classifier.load({ pinDir: config.pinDir, log: (level, message) => log[level === 'warn' ? 'warn' : 'debug']({ libbpf: message.trim() }) });
   }
-  const mitigation = new Mitigation(plan, effective(config), classifier, journal, { pinDir: PIN_DIR });
+  const mitigation = new Mitigation(plan, effective(config), classifier, journal, { pinDir: config.pinDir });
   const active = new Map<string, Target>();
   let ready = false;
 
@@ -222,7 +221,7 @@ export async function runAgent(inputs: AgentInputs, log = pino({ name: 'dnspacer
         journal.removeStateIfEmpty();
       }
       classifier?.close();
-      if (!config.keepOnExit) fs.rmSync(PIN_DIR, { recursive: true, force: true });
+      if (!config.keepOnExit) fs.rmSync(config.pinDir, { recursive: true, force: true });
       log.info('stopped');
       resolve(0);
     };

@@ -4,10 +4,15 @@ import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import { parseArgs } from './args.js';
 import { ConfigError, DEFAULTS, buildConfig } from './config.js';
+
+/** --pin-dir of status and trace: where the agent's maps are pinned. */
+function pinDirOf(value: string | undefined): string {
+  return buildConfig(value ? { pinDir: value } : {}).pinDir;
+}
 import { renderHtml, renderTable } from './lab/report.js';
 import { ALL_CASES, type LabCase, runLab } from './lab/run.js';
 import { probe } from './probe.js';
-import { PIN_DIR, runAgent } from './agent.js';
+import { runAgent } from './agent.js';
 import { UnsupportedError } from './modes.js';
 import { Journal } from './netops.js';
 import { loadAddon } from './datapath/addon.js';
@@ -33,8 +38,9 @@ commands:
            --json
   agent    run on a node: probe, choose a mode, apply it before conntrack, serve metrics
            (see README for every option; --mode, --placement, --interfaces, --dns-port, ...)
-  status   mode, placement, interfaces and counters of the running agent [--json] [--state-file F]
-  trace    stream racing pairs from the running agent's classifier [--json]
+  status   mode, placement, interfaces, live settings and counters of the running agent
+           [--json] [--state-file F] [--pin-dir D]
+  trace    stream racing pairs from the running agent's classifier [--json] [--pin-dir D]
   --help, --version
 `;
 
@@ -118,15 +124,16 @@ async function probeCommand(argv: string[]): Promise<number> {
 }
 
 function status(argv: string[]): number {
-  const a = parseArgs(argv, { values: ['--state-file'], switches: ['--json'] });
+  const a = parseArgs(argv, { values: ['--state-file', '--pin-dir'], switches: ['--json'] });
+  const pinDir = pinDirOf(a.values.get('--pin-dir'));
   const stateFile = a.values.get('--state-file') ?? DEFAULTS.stateFile;
   if (!fs.existsSync(stateFile)) throw new UsageError(`no agent state at ${stateFile}: the agent is not running here (or runs with another --state-file)`);
   const journal = Journal.load(stateFile);
   const interfaces = journal.entries().flatMap((c) => (c.kind === 'bpf-filter' ? [{ interface: c.dev, direction: c.direction, netns: c.netns ?? '' }] : []));
   let counters = zeroCounters();
   const addon = loadAddon();
-  if (fs.existsSync(`${PIN_DIR}/counters`)) {
-    const fd = addon.objGet(`${PIN_DIR}/counters`);
+  if (fs.existsSync(`${pinDir}/counters`)) {
+    const fd = addon.objGet(`${pinDir}/counters`);
     try {
       for (let slot = 0; slot < MAX_SLOTS; slot++) {
         const v = addon.mapLookup(fd, u32Key(slot));
@@ -136,7 +143,7 @@ function status(argv: string[]): number {
       addon.closeFd(fd);
     }
   }
-  const classifier = fs.existsSync(`${PIN_DIR}/config`) ? liveClassifierConfig() : undefined;
+  const classifier = fs.existsSync(`${pinDir}/config`) ? liveClassifierConfig(pinDir) : undefined;
   const out = {
     mode: journal.meta?.mode ?? 'unknown',
     placement: journal.meta?.placement ?? 'unknown',
@@ -158,10 +165,10 @@ function status(argv: string[]): number {
 }
 
 /** What the running classifier applies now, from its pinned maps: the live config. */
-function liveClassifierConfig() {
+function liveClassifierConfig(pinDir: string) {
   const addon = loadAddon();
   const read = <T>(name: string, fn: (fd: number) => T): T => {
-    const fd = addon.objGet(`${PIN_DIR}/${name}`);
+    const fd = addon.objGet(`${pinDir}/${name}`);
     try {
       return fn(fd);
     } finally {
@@ -179,8 +186,8 @@ function liveClassifierConfig() {
 }
 
 async function trace(argv: string[]): Promise<number> {
-  const a = parseArgs(argv, { values: [], switches: ['--json'] });
-  const pin = `${PIN_DIR}/events`;
+  const a = parseArgs(argv, { values: ['--pin-dir'], switches: ['--json'] });
+  const pin = `${pinDirOf(a.values.get('--pin-dir'))}/events`;
   if (!fs.existsSync(pin)) throw new UsageError(`no classifier events at ${pin}: the agent is not running here`);
   const addon = loadAddon();
   const fd = addon.objGet(pin);

@@ -42,6 +42,8 @@ export interface AgentConfig {
   metricsAddress: { host: string; port: number };
   traceRate: number;
   stateFile: string;
+  /** bpffs folder of the pinned maps: counters, flows and config outlive a restart */
+  pinDir: string;
   keepOnExit: boolean;
   kubeconfig?: string;
   /** cluster DNS Services as namespace/name; their ClusterIPs and ports feed the classifier */
@@ -87,6 +89,7 @@ export const DEFAULTS: AgentConfig = {
   metricsAddress: { host: '127.0.0.1', port: 9741 },
   traceRate: 100,
   stateFile: '/run/dnspacer/state.json',
+  pinDir: '/sys/fs/bpf/dnspacer',
   keepOnExit: false,
   dnsServices: ['kube-system/kube-dns'],
   dnsServiceSelector: '',
@@ -339,6 +342,11 @@ const FIELDS = {
     const s = str(raw, 'stateFile');
     if (!s.startsWith('/')) throw new ConfigError('stateFile', `"${s}" is not an absolute path`);
     c.stateFile = s;
+  },
+  pinDir: (c: AgentConfig, raw: unknown) => {
+    const s = str(raw, 'pinDir');
+    if (!s.startsWith('/sys/fs/bpf/') || s.includes('..')) throw new ConfigError('pinDir', `"${s}" is not a folder under /sys/fs/bpf/`);
+    c.pinDir = s;
   },
   keepOnExit: (c: AgentConfig, raw: unknown) => {
     c.keepOnExit = parseBool(raw, 'keepOnExit');

@@ -15,6 +15,9 @@ import { probe } from '../../src/probe.js';
 import { describeRoot, slow } from '../helpers/root.js';
 import { FakeApiServer } from '../helpers/fake-apiserver.js';
 
+// its own pinned maps: other suites may run an agent at the same time
+const PIN_DIR = `/sys/fs/bpf/dnspacer-agent-test-${process.pid}`;
+
 describeRoot('dnspacer agent', () => {
   let topo: Topology;
   let dir: string;
@@ -28,6 +31,7 @@ describeRoot('dnspacer agent', () => {
     for (const a of agents) await stopProcess(a);
     await topo?.destroy();
     fs.rmSync(dir, { recursive: true, force: true });
+    fs.rmSync(PIN_DIR, { recursive: true, force: true });
   });
 
   const inNode = (file: string, args: string[]) => run({ netns: topo.node.path }, file, args);
@@ -46,7 +50,7 @@ describeRoot('dnspacer agent', () => {
   }
 
   function startAgent(extra: string[] = []): ResultPromise {
-    const a = execa('nsenter', [`--net=${topo.node.path}`, '--', 'node', 'dist/cli.js', 'agent', '--interfaces', 'vpod*', '--metrics-address', '127.0.0.1:19741', '--state-file', path.join(dir, 'state.json'), ...extra], {
+    const a = execa('nsenter', [`--net=${topo.node.path}`, '--', 'node', 'dist/cli.js', 'agent', '--interfaces', 'vpod*', '--metrics-address', '127.0.0.1:19741', '--state-file', path.join(dir, 'state.json'), '--pin-dir', PIN_DIR, ...extra], {
       reject: false,
       stdin: 'ignore',
     });
@@ -156,7 +160,7 @@ describeRoot('dnspacer agent', () => {
       const before = await snapshot();
       const agent = startAgent(['--mode', 'serialize', '--kubeconfig', kubeconfig, '--node-name', 'node-a', '--annotate-node', 'true']);
       await ready();
-      const status = async () => JSON.parse(await inNode('node', ['dist/cli.js', 'status', '--json', '--state-file', path.join(dir, 'state.json')])).classifier as { policy: string; gapUs: number; dnsPrefixes: string[] };
+      const status = async () => JSON.parse(await inNode('node', ['dist/cli.js', 'status', '--json', '--state-file', path.join(dir, 'state.json'), '--pin-dir', PIN_DIR])).classifier as { policy: string; gapUs: number; dnsPrefixes: string[] };
       await until('the DNS Service in the filter', async () => (await status()).dnsPrefixes.join() === '198.18.100.10/32,fd00:198:18::a/128').catch(async (e) => {
         console.log(JSON.stringify(await status()), api.requests.map((r) => `${r.method} ${r.path} ${JSON.stringify(r.query)}`));
         agent.kill('SIGTERM');
