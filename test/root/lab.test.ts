@@ -21,7 +21,7 @@ describeRoot('dnspacer lab', () => {
   // matrix, with pacing scaled to the guest's 10-20x slower conntrack path.
   const pairs = kernelTier ? 1000 : 3000;
   const modes = kernelTier ? ALL_CASES.map(caseName).join(',') : 'none,observe@host,serialize@host,edt/pairs@pod,bpf-netem/aaaa@pod';
-  const pacing = kernelTier ? ['--delay', '5ms', '--gap', '2ms', '--window', '10ms'] : [];
+  const pacing = kernelTier ? ['--delay', '5ms', '--gap', '4ms', '--window', '20ms'] : [];
   // rows at the placement that acts before the node's conntrack, which must remove the race
   const mitigating = ['serialize@host', 'edt/pairs@pod', 'edt/aaaa@pod', 'edt/pairs@host', 'bpf-netem/aaaa@pod', 'iptables-netem/aaaa@pod'];
   // Target: ≤ 0.1 % of the none rate. The VM's scheduling noise (a vCPU stalled by the
