@@ -87,6 +87,20 @@ describe('config', () => {
     expect(buildConfig({ interfaces: 'veth*, cali*,lxc*' }).interfaces).toEqual(['veth*', 'cali*', 'lxc*']);
   });
 
+  it('validates the Kubernetes settings and the pin folder', () => {
+    expect(buildConfig({ dnsServices: 'kube-system/kube-dns, kube-system/node-local-dns', nodeName: 'node-a.example', dnsServiceSelector: 'k8s-app=kube-dns,tier!=test', annotateNode: 'yes' })).toMatchObject({
+      dnsServices: ['kube-system/kube-dns', 'kube-system/node-local-dns'],
+      nodeName: 'node-a.example',
+      dnsServiceSelector: 'k8s-app=kube-dns,tier!=test',
+      annotateNode: true,
+    });
+    expect(errorOf(() => buildConfig({ dnsServices: 'kube-dns' })).message).toBe('invalid dnsServices: "kube-dns" is not namespace/name like kube-system/kube-dns');
+    expect(errorOf(() => buildConfig({ configMap: 'a/b/c' })).field).toBe('configMap');
+    expect(errorOf(() => buildConfig({ nodeName: 'Node_A' })).message).toMatch(/^invalid nodeName: "Node_A" is not a Kubernetes node name/);
+    expect(errorOf(() => buildConfig({ dnsServiceSelector: 'k8s-app in (a)' })).field).toBe('dnsServiceSelector');
+    expect(errorOf(() => buildConfig({ pinDir: '/sys/fs/bpf/../etc' })).message).toBe('invalid pinDir: "/sys/fs/bpf/../etc" is not a folder under /sys/fs/bpf/');
+  });
+
   it('refuses a gap larger than the window', () => {
     expect(errorOf(() => buildConfig({ gap: '5ms', window: '1ms' })).field).toBe('gap');
   });
