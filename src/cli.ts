@@ -10,7 +10,7 @@ function pinDirOf(value: string | undefined): string {
   return buildConfig(value ? { pinDir: value } : {}).pinDir;
 }
 import { renderHtml, renderTable } from './lab/report.js';
-import { ALL_CASES, type LabCase, runLab } from './lab/run.js';
+import { ALL_CASES, LOADS, type LabCase, type Load, runLab } from './lab/run.js';
 import { probe } from './probe.js';
 import { runAgent } from './agent.js';
 import { UnsupportedError } from './modes.js';
@@ -31,6 +31,8 @@ commands:
            --pairs N           racing pairs per row (default 3000)
            --modes LIST        rows to run, e.g. none,serialize@host,edt/pairs@pod (default: all)
            --dnat iptables|nft how the node DNATs the DNS Service (default iptables)
+           --load racer|glibc|musl  the 2-thread racer (default), or getaddrinfo loops of glibc
+                               or musl; --pairs is then the number of lookups
            --delay, --gap, --window  pacing settings, as for the agent (default 1ms, 100us, 2ms)
            --json              print the result as JSON instead of a table
            --report FILE       also write a self-contained HTML report
@@ -70,7 +72,7 @@ function parseCases(text: string): LabCase[] {
 }
 
 async function lab(argv: string[]): Promise<number> {
-  const a = parseArgs(argv, { values: ['--pairs', '--modes', '--dnat', '--report', '--delay', '--gap', '--window'], switches: ['--json', '--help'] });
+  const a = parseArgs(argv, { values: ['--pairs', '--modes', '--dnat', '--report', '--delay', '--gap', '--window', '--load'], switches: ['--json', '--help'] });
   if (a.switches.has('--help')) {
     process.stdout.write(commandUsage('lab'));
     return 0;
@@ -80,6 +82,8 @@ async function lab(argv: string[]): Promise<number> {
   if (!/^\d+$/.test(pairsText) || pairs < 10 || pairs > 1_000_000) throw new ConfigError('pairs', `"${pairsText}" is not a whole number from 10 to 1000000`);
   const dnat = a.values.get('--dnat') ?? 'iptables';
   if (dnat !== 'iptables' && dnat !== 'nft') throw new ConfigError('dnat', `"${dnat}" is not one of iptables, nft`);
+  const load = (a.values.get('--load') ?? 'racer') as Load;
+  if (!LOADS.includes(load)) throw new ConfigError('load', `"${load}" is not one of ${LOADS.join(', ')}`);
   const cases = a.values.has('--modes') ? parseCases(a.values.get('--modes')!) : undefined;
   const report = a.values.get('--report');
   const pacing = buildConfig(
@@ -91,6 +95,7 @@ async function lab(argv: string[]): Promise<number> {
   const { result, samples } = await runLab({
     pairs,
     dnat,
+    load,
     pacing: { delayNs: pacing.delayNs, gapNs: pacing.gapNs, windowNs: pacing.windowNs },
     ...(cases ? { cases } : {}),
     command: ['dnspacer', 'lab', ...argv].join(' '),

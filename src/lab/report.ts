@@ -40,6 +40,8 @@ export interface LabResult {
   kernel: string;
   date: string;
   pairs: number;
+  /** what sent the queries: racer (pairs), or glibc / musl getaddrinfo (lookups) */
+  load: string;
   command: string;
   /** the pacing settings every row ran with */
   pacing: { delayUs: number; gapUs: number; windowUs: number };
@@ -74,7 +76,9 @@ function fmtRatio(r: number | null): string {
 
 /** Fixed-width terminal table, one row per mode/placement. */
 export function renderTable(result: LabResult): string {
-  const header = ['mode', 'placement', 'pairs', 'clashes', 'race rate', 'vs none', 'lost/retry', 'paced', 'delay p50', 'A p50', 'A p99', 'AAAA p50', 'AAAA p99', 'racing seen'];
+  // a resolver load times whole lookups; the racer times A and AAAA apart
+  const lookups = result.load !== undefined && result.load !== 'racer';
+  const header = ['mode', 'placement', lookups ? 'lookups' : 'pairs', 'clashes', 'race rate', 'vs none', 'lost/retry', 'paced', 'delay p50', lookups ? 'lkp p50' : 'A p50', lookups ? 'lkp p99' : 'A p99', 'AAAA p50', 'AAAA p99', 'racing seen'];
   const lines: string[][] = [header];
   for (const r of result.rows) {
     const mode = r.policy ? `${r.mode}/${r.policy}` : r.mode;
@@ -92,8 +96,8 @@ export function renderTable(result: LabResult): string {
       String(r.lostOrRetried),
       String(r.paced),
       fmtUs(r.addedDelayP50Us),
-      fmtUs(r.latencyUs.A.p50),
-      fmtUs(r.latencyUs.A.p99),
+      fmtUs(lookups ? r.latencyUs.lookup.p50 : r.latencyUs.A.p50),
+      fmtUs(lookups ? r.latencyUs.lookup.p99 : r.latencyUs.A.p99),
       fmtUs(r.latencyUs.AAAA.p50),
       fmtUs(r.latencyUs.AAAA.p99),
       r.racingPairsSeen === null ? '-' : String(r.racingPairsSeen),
@@ -106,7 +110,7 @@ export function renderTable(result: LabResult): string {
   });
   out.splice(1, 0, widths.map((w) => '-'.repeat(w)).join('  '));
   const p = result.pacing;
-  return `kernel ${result.kernel}, ${result.date}, ${result.pairs} racing pairs per row, delay ${p.delayUs} us, gap ${p.gapUs} us, window ${p.windowUs} us\n${out.join('\n')}\n`;
+  return `kernel ${result.kernel}, ${result.date}, ${result.pairs} ${result.load === 'racer' ? 'racing pairs' : `${result.load} lookups`} per row, delay ${p.delayUs} us, gap ${p.gapUs} us, window ${p.windowUs} us\n${out.join('\n')}\n`;
 }
 
 function escapeHtml(s: string): string {

@@ -16,7 +16,7 @@ import { diffStats, readConntrackStats } from './conntrack.js';
 import type { LabResult, LabRow, LatencySamples, Percentiles } from './report.js';
 import { rowKey } from './report.js';
 import { summarize } from './stats.js';
-import { type Dnat, type Topology, VIP, buildTopology } from './topology.js';
+import { type Dnat, RECORD, type Topology, VIP, buildTopology } from './topology.js';
 
 export interface LabCase {
   mode: Plan['mode'];
@@ -42,16 +42,32 @@ export interface LabOptions {
   cases?: LabCase[];
   dnat?: Dnat;
   timeoutMs?: number;
+  /** what sends the queries (default racer) */
+  load?: Load;
   /** the agent's pacing settings for every row (default: the agent's defaults) */
   pacing?: Pick<AgentConfig, 'delayNs' | 'gapNs' | 'windowNs'>;
   onProgress?: (label: string, done: number, total: number) => void;
   command?: string;
 }
 
-export function racerPath(): string {
+/** The native load programs (native/racer): racer, lookup-glibc, lookup-musl. */
+export function loadProgram(name: 'racer' | 'lookup-glibc' | 'lookup-musl'): string {
   const here = path.dirname(fileURLToPath(import.meta.url));
-  return path.resolve(here, '..', '..', 'native', 'racer', 'racer');
+  return path.resolve(here, '..', '..', 'native', 'racer', name);
 }
+
+export function racerPath(): string {
+  return loadProgram('racer');
+}
+
+/** racer: two threads, one socket, A and AAAA released together (the race itself);
+ * glibc, musl: getaddrinfo loops of the real C libraries, as applications resolve. */
+export const LOADS = ['racer', 'glibc', 'musl'] as const;
+export type Load = (typeof LOADS)[number];
+
+/** A lookup slower than this was answered only after the resolver's retry (both
+ * libraries wait at least a second, glibc five by default, before resending). */
+const RETRY_MS = 900;
 
 interface RacerOutcome {
   a: number[];
@@ -59,6 +75,23 @@ interface RacerOutcome {
   lookup: number[];
   lost: number;
   retried: number;
+}
+
+async function runLookups(topo: Topology, load: 'glibc' | 'musl', lookups: number, onPair: (n: number) => void): Promise<RacerOutcome> {
+  const child = execa('ip', ['netns', 'exec', topo.pod.name, loadProgram(`lookup-${load}`), '--name', RECORD, '--count', String(lookups)], { reject: false, stdin: 'ignore' });
+  const out: RacerOutcome = { a: [], aaaa: [], lookup: [], lost: 0, retried: 0 };
+  let n = 0;
+  for await (const line of child) {
+    const [ns, ok] = String(line).trim().split(' ').map(Number);
+    if (ok === 1) {
+      out.lookup.push(ns! / 1000);
+      if (ns! / 1e6 >= RETRY_MS) out.retried++;
+    } else out.lost++;
+    if (++n % 50 === 0) onPair(n);
+  }
+  const r = await child;
+  if (r.exitCode !== 0) throw new Error(`lookup-${load} failed (exit ${r.exitCode}): ${String(r.stderr).trim()}`);
+  return out;
 }
 
 async function runRacer(topo: Topology, pairs: number, timeoutMs: number, onPair: (n: number) => void): Promise<RacerOutcome> {
@@ -136,6 +169,8 @@ export async function runLab(opts: LabOptions): Promise<{ result: LabResult; sam
   const cases = opts.cases ?? ALL_CASES;
   const caps: Capabilities = await probe();
   const topo = await buildTopology({ dnat: opts.dnat ?? 'iptables' });
+  // the real resolvers read resolv.conf: the pod's points at the DNS Service, as kubelet writes it
+  topo.pod.writeResolvConf([VIP]);
   const rows: LabRow[] = [];
   const samples: LatencySamples = new Map();
   const pinDir = `/sys/fs/bpf/dnspacer-lab-${process.pid}`;
@@ -176,7 +211,9 @@ export async function runLab(opts: LabOptions): Promise<{ result: LabResult; sam
         const countersBefore = classifier && mitigation ? classifier.counters() : undefined;
         const before = await readConntrackStats({ netns: topo.node.path });
         const cpu0 = cpuBusySeconds();
-        const outcome = await runRacer(topo, opts.pairs, opts.timeoutMs ?? 1000, (n) => opts.onProgress?.(label, n, opts.pairs));
+        const load = opts.load ?? 'racer';
+        const onPair = (n: number) => opts.onProgress?.(label, n, opts.pairs);
+        const outcome = load === 'racer' ? await runRacer(topo, opts.pairs, opts.timeoutMs ?? 1000, onPair) : await runLookups(topo, load, opts.pairs, onPair);
         const cpu1 = cpuBusySeconds();
         const d = diffStats(await readConntrackStats({ netns: topo.node.path }), before);
         const countersAfter = classifier && mitigation ? classifier.counters() : undefined;
@@ -229,6 +266,7 @@ export async function runLab(opts: LabOptions): Promise<{ result: LabResult; sam
       kernel: os.release(),
       date: new Date().toISOString(),
       pairs: opts.pairs,
+      load: opts.load ?? 'racer',
       command: opts.command ?? 'dnspacer lab',
       pacing: {
         delayUs: (opts.pacing?.delayNs ?? DEFAULTS.delayNs) / 1000,

@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { expect, it } from 'vitest';
-import { ALL_CASES } from '../../src/lab/run.js';
+import { ALL_CASES, loadProgram } from '../../src/lab/run.js';
 import type { LabRow } from '../../src/lab/report.js';
 import { describeRoot, kernelTier, slow } from '../helpers/root.js';
 import { assertWellFormed } from '../helpers/html.js';
@@ -76,6 +76,27 @@ describeRoot('dnspacer lab', () => {
     }
   });
 
+  it('drives real resolvers: glibc and musl getaddrinfo lookups all answered, none after a retry, their pairs seen', { timeout: slow(120_000) }, async () => {
+    // the musl build really is musl: static, no glibc loader
+    const musl = await execa('readelf', ['-l', loadProgram('lookup-musl')]);
+    expect(String(musl.stdout)).not.toMatch(/INTERP/);
+    for (const load of ['glibc', 'musl']) {
+      const r = await execa('node', ['dist/cli.js', 'lab', '--load', load, '--pairs', '200', '--modes', 'none,serialize@host', '--json'], { reject: false });
+      expect(r.exitCode, String(r.stderr)).toBe(0);
+      const result = JSON.parse(String(r.stdout));
+      expect(result.load).toBe(load);
+      for (const row of result.rows as LabRow[]) {
+        expect(row.pairs, `${load} ${row.mode}`).toBe(200);
+        expect(row.lostOrRetried, `${load} ${row.mode}`).toBe(0);
+        expect(row.latencyUs.lookup.p50, `${load} ${row.mode}`).toBeGreaterThan(0);
+      }
+      // A and AAAA of one lookup leave one socket within the window: a racing pair each
+      const serialize = (result.rows as LabRow[]).find((x) => x.mode === 'serialize')!;
+      expect(serialize.racingPairsSeen, load).toBeGreaterThanOrEqual(180);
+      expect(serialize.clashes, load).toBe(0);
+    }
+  });
+
   it('rejects a bad option with one line naming it, exit 2', { timeout: slow(10_000) }, async () => {
     const r = await execa('node', ['dist/cli.js', 'lab', '--pairs', 'many'], { reject: false });
     expect(r.exitCode).toBe(2);
@@ -84,5 +105,8 @@ describeRoot('dnspacer lab', () => {
     expect(m.exitCode).toBe(2);
     expect(String(m.stderr).trim().split('\n')).toHaveLength(1);
     expect(String(m.stderr)).toMatch(/invalid modes: "fast@moon" is not a lab row; accepted: none, observe@host/);
+    const l = await execa('node', ['dist/cli.js', 'lab', '--load', 'java'], { reject: false });
+    expect(l.exitCode).toBe(2);
+    expect(String(l.stderr).trim()).toBe('dnspacer: invalid load: "java" is not one of racer, glibc, musl');
   });
 });

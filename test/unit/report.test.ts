@@ -17,6 +17,7 @@ const result: LabResult = {
   kernel: '6.18.44',
   date: '2026-11-22T14:00:00Z',
   pairs: 1000,
+  load: 'racer',
   command: 'dnspacer lab --pairs 1000',
   pacing: { delayUs: 1000, gapUs: 100, windowUs: 2000 },
   rows: [
