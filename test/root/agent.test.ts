@@ -12,7 +12,7 @@ import { racerPath } from '../../src/lab/run.js';
 import { run } from '../../src/netops.js';
 import { stopProcess, vethPair } from '../../src/netns.js';
 import { probe } from '../../src/probe.js';
-import { describeRoot, slow } from '../helpers/root.js';
+import { describeRoot, kernelTier, slow } from '../helpers/root.js';
 import { FakeApiServer } from '../helpers/fake-apiserver.js';
 
 // its own pinned maps: other suites may run an agent at the same time
@@ -142,7 +142,8 @@ describeRoot('dnspacer agent', () => {
     expect(await snapshot()).toBe(before);
   }, slow(90_000));
 
-  it('with a kubeconfig: feeds the DNS Service into the filter, names pods in metrics, applies its ConfigMap live, publishes Events, rides out an outage', async () => {
+  // Kubernetes logic does not depend on the kernel: the VM tier spends its minutes elsewhere
+  it.skipIf(kernelTier)('with a kubeconfig: feeds the DNS Service into the filter, names pods in metrics, applies its ConfigMap live, publishes Events, rides out an outage', async () => {
     // the fake API server listens on a unix socket; a forwarder inside the node netns gives
     // the agent 127.0.0.1:19742 there, as a node reaches its API server
     const api = new FakeApiServer(path.join(dir, 'api.sock'));
