@@ -129,12 +129,14 @@ describeWithFeatures('modes that hold packets', caps, ['bpf', 'clsact', 'fq', 'p
   it('edt at pod placement, policy pairs: the second query of each racing pair leaves ≥ gap after the first, a lone query is not held', { timeout: slow(60_000) }, async () => {
     const before = await snapshot();
     await withMode({ mode: 'edt', placement: 'pod' }, settings({ policy: 'pairs' }), async () => {
+      const paced0 = classifier.counters().paced;
       const pairs = await race(20);
-      // whichever of A and AAAA came second was held; the first was not
-      for (const p of pairs) {
-        expect(Math.max(p.aNs, p.aaaaNs)).toBeGreaterThanOrEqual(GAP_NS * 0.95);
-        expect(Math.min(p.aNs, p.aaaaNs)).toBeLessThan(GAP_NS);
-      }
+      // whichever of A and AAAA came second was held; the first was not. Latency runs from
+      // each thread's own send, and the second thread may send a little later than the
+      // first: the median, not every pair, shows the full gap.
+      for (const p of pairs) expect(Math.min(p.aNs, p.aaaaNs)).toBeLessThan(GAP_NS);
+      expect(median(pairs.map((p) => Math.max(p.aNs, p.aaaaNs)))).toBeGreaterThanOrEqual(GAP_NS * 0.9);
+      expect(classifier.counters().paced - paced0).toBe(20n);
       // a lone query, once the window has passed, leaves at once
       await new Promise((r) => setTimeout(r, (8 * GAP_NS) / MS));
       expect(await digMs('A')).toBeLessThan(GAP_NS / MS);
