@@ -125,6 +125,50 @@ describeRoot('dnspacer agent', () => {
     expect(fs.existsSync(path.join(dir, 'state.json'))).toBe(false);
   }, slow(90_000));
 
+  it('applies a config file change live, on its own and on SIGHUP: a map update, the same program attached', async () => {
+    const before = await snapshot();
+    // the agent watches the folder of --config; the settings live behind a symlink, so an
+    // edit of the target is seen only on SIGHUP, and a new symlink is seen by the watch
+    const real = fs.mkdtempSync(path.join(dir, 'real-'));
+    const link = path.join(dir, 'dnspacer.yaml');
+    const target = (name: string, text: string) => {
+      fs.writeFileSync(path.join(real, name), text);
+      fs.rmSync(`${link}.new`, { force: true });
+      fs.symlinkSync(path.join(real, name), `${link}.new`);
+      fs.renameSync(`${link}.new`, link);
+    };
+    target('a.yaml', 'policy: pairs\ngap: 100us\n');
+    const agent = startAgent(['--mode', 'observe', '--placement', 'host', '--config', link]);
+    await ready();
+    const status = async () => JSON.parse(await inNode('node', ['dist/cli.js', 'status', '--json', '--state-file', path.join(dir, 'state.json'), '--pin-dir', PIN_DIR])).classifier as { policy: string; gapUs: number; dnsPorts: number[] };
+    expect(await status()).toMatchObject({ policy: 'pairs', gapUs: 100, dnsPorts: [53] });
+    const filter = await inNode('tc', ['filter', 'show', 'dev', 'vpod0', 'ingress']);
+
+    target('b.yaml', 'policy: aaaa\ngap: 250us\ndnsPort: [53, 5353]\n');
+    await until('file change applied', async () => {
+      const c = await status();
+      return c.policy === 'aaaa' && c.gapUs === 250 && c.dnsPorts.join() === '53,5353';
+    });
+    // a bad edit is refused and the running config kept
+    target('c.yaml', 'policy: sometimes\n');
+    await new Promise((r) => setTimeout(r, slow(500)));
+    expect((await status()).policy).toBe('aaaa');
+
+    // edited in place behind the symlink: nothing until SIGHUP
+    fs.writeFileSync(path.join(real, 'c.yaml'), 'policy: pairs\ngap: 300us\n');
+    await new Promise((r) => setTimeout(r, slow(500)));
+    expect((await status()).gapUs).toBe(250);
+    agent.kill('SIGHUP');
+    await until('SIGHUP applied', async () => {
+      const c = await status();
+      return c.policy === 'pairs' && c.gapUs === 300;
+    });
+    expect(await inNode('tc', ['filter', 'show', 'dev', 'vpod0', 'ingress'])).toBe(filter);
+    agent.kill('SIGTERM');
+    expect((await agent).exitCode).toBe(0);
+    expect(await snapshot()).toBe(before);
+  }, slow(60_000));
+
   it('after SIGKILL, the next start adopts what is there without stacking a second filter', async () => {
     const before = await snapshot();
     const first = startAgent(['--mode', 'serialize']);

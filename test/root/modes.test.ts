@@ -51,6 +51,13 @@ async function digMs(type: string): Promise<number> {
   return Number(ms);
 }
 
+/** The median of five lone queries: one slow vCPU tick in the VM does not decide it. */
+async function digMedianMs(type: string): Promise<number> {
+  const times: number[] = [];
+  for (let i = 0; i < 5; i++) times.push(await digMs(type));
+  return median(times);
+}
+
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
 
 function settings(over: Partial<AgentConfig> = {}): AgentConfig {
@@ -117,7 +124,7 @@ describeWithFeatures('modes that hold packets', caps, ['bpf', 'clsact', 'fq', 'p
         // waits behind it (glibc and musl send A first, so they never do): a lone A on
         // its own socket shows A queries are not held.
         if (plan.mode !== 'edt') expect(median(pairs.map((p) => p.aNs))).toBeLessThan(DELAY_NS / 2);
-        expect(await digMs('A')).toBeLessThan(DELAY_NS / MS / 2);
+        expect(await digMedianMs('A')).toBeLessThan(DELAY_NS / MS / 2);
         if (plan.mode !== 'iptables-netem') {
           expect(classifier.counters().paced - paced0).toBeGreaterThanOrEqual(20n);
         }
@@ -139,7 +146,7 @@ describeWithFeatures('modes that hold packets', caps, ['bpf', 'clsact', 'fq', 'p
       expect(classifier.counters().paced - paced0).toBe(20n);
       // a lone query, once the window has passed, leaves at once
       await new Promise((r) => setTimeout(r, (8 * GAP_NS) / MS));
-      expect(await digMs('A')).toBeLessThan(GAP_NS / MS);
+      expect(await digMedianMs('A')).toBeLessThan(GAP_NS / MS);
     });
     expect(await snapshot()).toBe(before);
   });
