@@ -6,6 +6,7 @@
         "src/addon.cc",
         "src/errors.cc",
         "src/netns.cc",
+        "src/nsid.cc",
         "src/object.cc",
         "src/maps.cc",
         "src/tc.cc",

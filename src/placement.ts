@@ -1,11 +1,13 @@
 // Which interfaces a placement covers, and noticing when they come and go.
 // Host placement: the host-side veths of pods (by name glob) in the agent's netns.
-// Device placement: the named devices. Pod placement: eth0 in every pod netns.
+// Device placement: the named devices. Pod placement: the far end of each such veth,
+// in the pod's own netns (found by the id our netns gives it, not by its name).
 import fs from 'node:fs';
 import path from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import type { Target } from './apply.js';
 import type { ConcretePlacement } from './config.js';
+import { loadAddon } from './datapath/addon.js';
 import { sh } from './netns.js';
 
 /** Host-side veth prefixes of the common CNIs: bridge/flannel/weave (veth), Calico
@@ -46,16 +48,56 @@ export function podNetnsPaths(): string[] {
   return out;
 }
 
+/** A veth in the agent's namespace whose peer lives in another namespace. */
+export interface HostVeth {
+  ifname: string;
+  /** the peer's ifindex, inside its own namespace */
+  peerIndex: number;
+  /** the id this namespace gives the peer's namespace */
+  peerNsid: number;
+}
+
+/** Host-side veths from `ip -j link show type veth`: those whose peer is elsewhere. */
+export function parseHostVeths(json: string): HostVeth[] {
+  const links = JSON.parse(json || '[]') as { ifname: string; link_index?: number; link_netnsid?: number }[];
+  return links.filter((l) => l.link_netnsid !== undefined && l.link_index !== undefined).map((l) => ({ ifname: l.ifname, peerIndex: l.link_index!, peerNsid: l.link_netnsid! }));
+}
+
+/** Pods are the namespaces at the far end of a host-side veth matching the globs: one
+ * target per namespace (its first such veth), never the host's own uplinks or a
+ * namespace wired to somewhere else. */
+export function podPeers(veths: readonly HostVeth[], nsids: ReadonlyMap<string, number>, globs: readonly string[]): { netns: string; peerIndex: number; hostDev: string }[] {
+  const out: { netns: string; peerIndex: number; hostDev: string }[] = [];
+  for (const [netns, nsid] of nsids) {
+    if (nsid < 0) continue;
+    const v = veths.find((h) => h.peerNsid === nsid && matches(h.ifname, globs));
+    if (v) out.push({ netns, peerIndex: v.peerIndex, hostDev: v.ifname });
+  }
+  return out;
+}
+
 export async function discoverTargets(placement: ConcretePlacement, globs: readonly string[]): Promise<Target[]> {
+  const wanted = globs.length ? globs : AUTO_GLOBS;
   if (placement === 'pod') {
-    const targets: Target[] = [];
+    // the dump first: listing a veth makes the kernel give its peer's namespace an id
+    const veths = parseHostVeths(await sh('ip', ['-j', 'link', 'show', 'type', 'veth']));
+    const addon = loadAddon();
+    const nsids = new Map<string, number>();
     for (const netns of podNetnsPaths()) {
-      const out = await sh('nsenter', [`--net=${netns}`, '--', 'ip', '-j', 'link', 'show', 'eth0']).catch(() => '');
-      if (out) targets.push({ netns, dev: 'eth0', label: netns });
+      try {
+        nsids.set(netns, addon.netnsId(netns));
+      } catch {
+        /* gone meanwhile, or not ours to open */
+      }
+    }
+    const targets: Target[] = [];
+    for (const peer of podPeers(veths, nsids, wanted)) {
+      const out = await sh('nsenter', [`--net=${peer.netns}`, '--', 'ip', '-j', 'link', 'show']).catch(() => '[]');
+      const dev = (JSON.parse(out || '[]') as { ifindex: number; ifname: string }[]).find((l) => l.ifindex === peer.peerIndex)?.ifname;
+      if (dev) targets.push({ netns: peer.netns, dev, label: `${peer.hostDev}:${dev}` });
     }
     return targets;
   }
-  const wanted = globs.length ? globs : AUTO_GLOBS;
   return (await listLinks()).filter((n) => matches(n, wanted)).map((dev) => ({ dev, label: dev }));
 }
 

@@ -14,6 +14,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitTc(env, exports);
   InitTestRun(env, exports);
   InitRingBuffer(env, exports);
+  InitNsid(env, exports);
   return exports;
 }
 

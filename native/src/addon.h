@@ -42,5 +42,6 @@ void InitTc(Napi::Env env, Napi::Object exports);
 void InitTestRun(Napi::Env env, Napi::Object exports);
 void InitRingBuffer(Napi::Env env, Napi::Object exports);
 void InitLog(Napi::Env env, Napi::Object exports);
+void InitNsid(Napi::Env env, Napi::Object exports);
 
 }  // namespace dnspacer

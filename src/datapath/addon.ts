@@ -122,6 +122,10 @@ export interface NativeAddon {
   /** resolve a name inside a netns; throws ENODEV "interface X does not exist" */
   ifNameToIndex(ifname: string, netns?: string): number;
 
+  /** The id the namespace `netns` (default: ours) gives the network namespace at `path`,
+   * as veths name their peer's namespace (IFLA_LINK_NETNSID); -1 when it gave none. */
+  netnsId(path: string, netns?: string): number;
+
   testRun(progFd: number, input: TestRunInput): TestRunOutput;
 
   /** epoll fd of the ring buffer under uv_poll on the main loop; cb gets one Buffer per record */

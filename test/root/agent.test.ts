@@ -125,6 +125,47 @@ describeRoot('dnspacer agent', () => {
     expect(fs.existsSync(path.join(dir, 'state.json'))).toBe(false);
   }, slow(90_000));
 
+  it('pod placement: attaches inside each pod found through its host-side veth, a new pod within 1 s, lets a deleted one go, undoes exactly', async () => {
+    const inPod = (ns: string, args: string[]) => run({ netns: ns }, 'tc', args);
+    const before = [await snapshot(), await inPod(topo.pod.path, ['qdisc', 'show'])].join('\n');
+    const agent = startAgent(['--mode', 'observe', '--placement', 'pod']);
+    await ready();
+    expect(await inPod(topo.pod.path, ['filter', 'show', 'dev', 'eth0', 'egress'])).toMatch(/bpf/);
+    // the DNS backends also have an eth0 whose peer is in the node, but on vdns*, not vpod*
+    for (const be of topo.backends) expect(await inPod(be.path, ['qdisc', 'show', 'dev', 'eth0'])).not.toMatch(/clsact/);
+    await execa('ip', ['netns', 'exec', topo.pod.name, 'dig', '+tries=1', '+time=3', `@${VIP}`, 'web.dnspacer.test', 'AAAA']);
+    const queries = (await get('http://127.0.0.1:19741/metrics')).body.match(/dnspacer_dns_queries_total\{[^}]*netns="([^"]+)"[^}]*qtype="AAAA"[^}]*\} (\d+)/);
+    expect(queries?.[1]).toBe(topo.pod.path);
+    expect(Number(queries?.[2])).toBeGreaterThanOrEqual(1);
+
+    // a pod created now is attached from the link event, not at a later poll; a pod
+    // deleted as a CNI DEL does (its veth first, then its netns) is let go as fast.
+    // The agent's own log times when it acted.
+    const { Netns } = await import('../../src/netns.js');
+    const pod2 = await Netns.create('dnsp-agent-pod');
+    let created = 0;
+    let deleted = 0;
+    try {
+      await vethPair({ ns: topo.node, name: 'vpod2' }, { ns: pod2, name: 'eth0' });
+      created = Date.now();
+      await until('the new pod attached', async () => /bpf/.test(await inPod(pod2.path, ['filter', 'show', 'dev', 'eth0', 'egress']).catch(() => '')), slow(5000));
+      await pod2.ip('link', 'del', 'eth0');
+      deleted = Date.now();
+      await until('the deleted pod let go', async () => !(await get('http://127.0.0.1:19741/metrics')).body.includes(pod2.path), slow(5000));
+    } finally {
+      await pod2.delete();
+    }
+
+    agent.kill('SIGTERM');
+    const done = await agent;
+    expect(done.exitCode, String(done.stderr)).toBe(0);
+    const logs = String(done.stdout).split('\n').filter(Boolean).map((l) => JSON.parse(l) as { time: number; msg: string; netns?: string });
+    const at = (msg: string) => logs.find((l) => l.msg === msg && l.netns === pod2.path)?.time;
+    expect(at('applied')! - created).toBeLessThan(slow(1000));
+    expect(at('interface gone')! - deleted).toBeLessThan(slow(1000));
+    expect([await snapshot(), await inPod(topo.pod.path, ['qdisc', 'show'])].join('\n')).toBe(before);
+  }, slow(90_000));
+
   it('applies a config file change live, on its own and on SIGHUP: a map update, the same program attached', async () => {
     const before = await snapshot();
     // the agent watches the folder of --config; the settings live behind a symlink, so an

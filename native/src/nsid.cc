@@ -1,0 +1,118 @@
+// The id this network namespace gives another one (RTM_GETNSID with NETNSA_FD): how a
+// veth's IFLA_LINK_NETNSID names the namespace of its peer. iproute2 asks the same
+// way, but only for /var/run/netns names, not for /proc/<pid>/ns/net.
+#include <fcntl.h>
+#include <linux/net_namespace.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstddef>
+#include <cstring>
+
+#include "addon.h"
+
+namespace dnspacer {
+namespace {
+
+// The attributes start at NLMSG_ALIGN(sizeof(rtgenmsg)), 4 bytes after the header, not 1.
+struct NsidRequest {
+  nlmsghdr header;
+  rtgenmsg body;
+  char pad[NLMSG_ALIGN(sizeof(rtgenmsg)) - sizeof(rtgenmsg)];
+  // one u32 attribute: NETNSA_FD
+  nlattr fd_attr;
+  uint32_t fd;
+};
+static_assert(offsetof(NsidRequest, fd_attr) == NLMSG_LENGTH(NLMSG_ALIGN(sizeof(rtgenmsg))));
+
+// Sets *id to the nsid (>= 0) or NETNSA_NSID_NOT_ASSIGNED (-1); returns 0 or an errno.
+int QueryNsid(int ns_fd, int32_t* id) {
+  int sock = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+  if (sock < 0) return errno;
+  NsidRequest req{};
+  req.header.nlmsg_len = sizeof(req);
+  req.header.nlmsg_type = RTM_GETNSID;
+  req.header.nlmsg_flags = NLM_F_REQUEST;
+  req.header.nlmsg_seq = 1;
+  req.body.rtgen_family = AF_UNSPEC;
+  req.fd_attr.nla_len = NLA_HDRLEN + sizeof(uint32_t);
+  req.fd_attr.nla_type = NETNSA_FD;
+  req.fd = static_cast<uint32_t>(ns_fd);
+  sockaddr_nl kernel{};
+  kernel.nl_family = AF_NETLINK;
+  if (sendto(sock, &req, sizeof(req), 0, reinterpret_cast<sockaddr*>(&kernel), sizeof(kernel)) < 0) {
+    int err = errno;
+    close(sock);
+    return err;
+  }
+  alignas(nlmsghdr) char buf[512];
+  ssize_t n = recv(sock, buf, sizeof(buf), 0);
+  int err = n < 0 ? errno : 0;
+  close(sock);
+  if (n < 0) return err;
+  auto* h = reinterpret_cast<nlmsghdr*>(buf);
+  if (!NLMSG_OK(h, static_cast<unsigned>(n))) return EBADMSG;
+  if (h->nlmsg_type == NLMSG_ERROR) {
+    auto* e = static_cast<nlmsgerr*>(NLMSG_DATA(h));
+    return e->error < 0 ? -e->error : EBADMSG;
+  }
+  if (h->nlmsg_type != RTM_NEWNSID) return EBADMSG;
+  // attributes follow the rtgenmsg, each 4-byte aligned; every length is checked
+  int remaining = static_cast<int>(h->nlmsg_len) - static_cast<int>(NLMSG_LENGTH(NLMSG_ALIGN(sizeof(rtgenmsg))));
+  auto* a = reinterpret_cast<nlattr*>(static_cast<char*>(NLMSG_DATA(h)) + NLMSG_ALIGN(sizeof(rtgenmsg)));
+  while (remaining >= static_cast<int>(NLA_HDRLEN) && a->nla_len >= NLA_HDRLEN && a->nla_len <= remaining) {
+    if ((a->nla_type & NLA_TYPE_MASK) == NETNSA_NSID && a->nla_len >= NLA_HDRLEN + sizeof(int32_t)) {
+      std::memcpy(id, reinterpret_cast<char*>(a) + NLA_HDRLEN, sizeof(*id));
+      return 0;
+    }
+    int step = NLA_ALIGN(a->nla_len);
+    remaining -= step;
+    a = reinterpret_cast<nlattr*>(reinterpret_cast<char*>(a) + step);
+  }
+  return EBADMSG;
+}
+
+// netnsId(path, netns?): the id the namespace `netns` (default: ours) gives the one
+// at `path`; -1 when it has given none (no link between them was ever reported).
+Napi::Value NetnsId(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) {
+    ThrowType(env, "netnsId(path, netns?): path must be a string");
+    return env.Undefined();
+  }
+  std::string path = info[0].As<Napi::String>();
+  std::string from = info.Length() > 1 && info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "";
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    int err = errno;
+    ThrowErrno(env, err, "open", err == ENOENT ? "network namespace " + path + " does not exist" : "cannot open network namespace " + path);
+    return env.Undefined();
+  }
+  int32_t id = -1;
+  int err;
+  {
+    NetnsGuard guard(env, from);
+    if (!guard.ok()) {
+      close(fd);
+      return env.Undefined();
+    }
+    err = QueryNsid(fd, &id);
+  }
+  close(fd);
+  if (err != 0) {
+    ThrowErrno(env, err, "RTM_GETNSID", "cannot ask for the id of network namespace " + path + " (is it a network namespace?)");
+    return env.Undefined();
+  }
+  return Napi::Number::New(env, id);
+}
+
+}  // namespace
+
+void InitNsid(Napi::Env env, Napi::Object exports) {
+  exports.Set("netnsId", Napi::Function::New(env, NetnsId));
+}
+
+}  // namespace dnspacer
