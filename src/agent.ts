@@ -9,8 +9,9 @@ import { ensureBpffs } from './bpffs.js';
 import { type AgentConfig, type RawConfig, ConfigError, FIELD_NAMES, buildConfig, fieldToFlag, flagToField, parseConfigText, rawFromEnv, restartNeeded } from './config.js';
 import { Classifier } from './datapath/datapath.js';
 import { zeroCounters } from './datapath/layout.js';
-import { readConntrackStats } from './lab/conntrack.js';
-import { createMetrics } from './metrics.js';
+import { conntrackInUse, parseConntrackStat } from './lab/conntrack.js';
+import { loadAddon } from './datapath/addon.js';
+import { type ConntrackSample, createMetrics } from './metrics.js';
 import { type Capabilities, UnsupportedError, chooseMode } from './modes.js';
 import { Journal } from './netops.js';
 import { type DnsTargets, KubeLink, type PodRef, kubeConfigFor } from './kube.js';
@@ -186,8 +187,23 @@ export async function runAgent(inputs: AgentInputs, log = pino({ name: 'dnspacer
         counters: classifier ? classifier.counters(mitigation.slotOf(t) ?? 0) : zeroCounters(),
       })),
     conntrack: async () => {
-      const s = await readConntrackStats({}).catch(() => null);
-      return s ? [{ netns: '', clashResolve: s.clashResolve, insertFailed: s.insertFailed, drop: s.drop, earlyDrop: s.earlyDrop }] : [];
+      // the agent's own namespace always; under pod placement also each pod whose own
+      // conntrack is in use, where its DNS can race too. Read through the addon: no
+      // process is started per scrape.
+      const addon = loadAddon();
+      const pods = plan.placement === 'pod' ? [...new Set([...active.values()].map((t) => t.netns ?? ''))].filter(Boolean) : [];
+      const samples: ConntrackSample[] = [];
+      for (const netns of ['', ...pods]) {
+        let text: string;
+        try {
+          text = addon.readProcNet(netns, 'stat/nf_conntrack');
+        } catch {
+          continue; // nf_conntrack not loaded, or the pod went away
+        }
+        if (netns && !conntrackInUse(text)) continue;
+        samples.push({ netns, ...parseConntrackStat(text) });
+      }
+      return samples;
     },
     info: () => ({ mode: plan.mode, placement: plan.placement, policy: config.policy, version: VERSION, kernel: os.release() }),
     probe: () => Object.fromEntries(Object.entries(caps).map(([k, v]) => [k, v.ok])),

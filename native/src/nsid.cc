@@ -1,3 +1,4 @@
+// Looking across network namespaces without running anything in them.
 // The id this network namespace gives another one (RTM_GETNSID with NETNSA_FD): how a
 // veth's IFLA_LINK_NETNSID names the namespace of its peer. iproute2 asks the same
 // way, but only for /var/run/netns names, not for /proc/<pid>/ns/net.
@@ -109,10 +110,54 @@ Napi::Value NetnsId(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, id);
 }
 
+// readProcNet(netns, name): the text of /proc/net/<name> as seen from inside `netns`
+// ("" = ours), e.g. "stat/nf_conntrack". /proc/thread-self/net follows the calling
+// thread's namespace, so no process has to run in there.
+Napi::Value ReadProcNet(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsString()) {
+    ThrowType(env, "readProcNet(netns, name): both must be strings");
+    return env.Undefined();
+  }
+  std::string netns = info[0].As<Napi::String>();
+  std::string name = info[1].As<Napi::String>();
+  if (name.empty() || name.find("..") != std::string::npos || name[0] == '/') {
+    ThrowType(env, "readProcNet: name must be a path below /proc/net, like stat/nf_conntrack");
+    return env.Undefined();
+  }
+  std::string file = "/proc/thread-self/net/" + name;
+  std::string text;
+  int err = 0;
+  {
+    NetnsGuard guard(env, netns);
+    if (!guard.ok()) return env.Undefined();
+    int fd = open(file.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      err = errno;
+    } else {
+      char buf[4096];
+      for (;;) {
+        ssize_t n = read(fd, buf, sizeof(buf));
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) err = errno;
+        if (n <= 0) break;
+        text.append(buf, static_cast<size_t>(n));
+      }
+      close(fd);
+    }
+  }
+  if (err != 0) {
+    ThrowErrno(env, err, "open", "cannot read /proc/net/" + name + (netns.empty() ? "" : " in " + netns));
+    return env.Undefined();
+  }
+  return Napi::String::New(env, text);
+}
+
 }  // namespace
 
 void InitNsid(Napi::Env env, Napi::Object exports) {
   exports.Set("netnsId", Napi::Function::New(env, NetnsId));
+  exports.Set("readProcNet", Napi::Function::New(env, ReadProcNet));
 }
 
 }  // namespace dnspacer

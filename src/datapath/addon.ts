@@ -125,6 +125,8 @@ export interface NativeAddon {
   /** The id the namespace `netns` (default: ours) gives the network namespace at `path`,
    * as veths name their peer's namespace (IFLA_LINK_NETNSID); -1 when it gave none. */
   netnsId(path: string, netns?: string): number;
+  /** /proc/net/<name> as seen from inside netns ('' = ours), e.g. 'stat/nf_conntrack' */
+  readProcNet(netns: string, name: string): string;
 
   testRun(progFd: number, input: TestRunInput): TestRunOutput;
 

@@ -22,6 +22,12 @@ export function parseConntrackStat(text: string): ConntrackStats {
   return { clashResolve: sum('clashres'), insertFailed: sum('insert_failed'), drop: sum('drop'), earlyDrop: sum('early_drop') };
 }
 
+/** Whether conntrack has seen anything in the namespace these statistics come from: a pod
+ * netns only tracks connections when something there (a sidecar's iptables, say) hooks it. */
+export function conntrackInUse(text: string): boolean {
+  return text.trim().split('\n').slice(1).some((row) => /[1-9a-f]/i.test(row));
+}
+
 export async function readConntrackStats(where: Where): Promise<ConntrackStats> {
   return parseConntrackStat(await run(where, 'cat', ['/proc/net/stat/nf_conntrack']));
 }

@@ -133,10 +133,20 @@ describeRoot('dnspacer agent', () => {
     expect(await inPod(topo.pod.path, ['filter', 'show', 'dev', 'eth0', 'egress'])).toMatch(/bpf/);
     // the DNS backends also have an eth0 whose peer is in the node, but on vdns*, not vpod*
     for (const be of topo.backends) expect(await inPod(be.path, ['qdisc', 'show', 'dev', 'eth0'])).not.toMatch(/clsact/);
-    await execa('ip', ['netns', 'exec', topo.pod.name, 'dig', '+tries=1', '+time=3', `@${VIP}`, 'web.dnspacer.test', 'AAAA']);
-    const queries = (await get('http://127.0.0.1:19741/metrics')).body.match(/dnspacer_dns_queries_total\{[^}]*netns="([^"]+)"[^}]*qtype="AAAA"[^}]*\} (\d+)/);
-    expect(queries?.[1]).toBe(topo.pod.path);
-    expect(Number(queries?.[2])).toBeGreaterThanOrEqual(1);
+    // a pod whose own conntrack is in use (here a stateful rule, as a sidecar adds) gets
+    // its own conntrack rows; idle pods do not
+    await topo.pod.exec('iptables', ['-w', '-A', 'OUTPUT', '-m', 'conntrack', '--ctstate', 'NEW,ESTABLISHED', '-j', 'ACCEPT']);
+    try {
+      await execa('ip', ['netns', 'exec', topo.pod.name, 'dig', '+tries=1', '+time=3', `@${VIP}`, 'web.dnspacer.test', 'AAAA']);
+      const text = (await get('http://127.0.0.1:19741/metrics')).body;
+      const queries = text.match(/dnspacer_dns_queries_total\{[^}]*netns="([^"]+)"[^}]*qtype="AAAA"[^}]*\} (\d+)/);
+      expect(queries?.[1]).toBe(topo.pod.path);
+      expect(Number(queries?.[2])).toBeGreaterThanOrEqual(1);
+      const rows = [...text.matchAll(/dnspacer_conntrack_clash_resolve_total\{netns="([^"]*)"\} \d+/g)].map((m) => m[1]);
+      expect(rows.sort()).toEqual(['', topo.pod.path]);
+    } finally {
+      await topo.pod.exec('iptables', ['-w', '-D', 'OUTPUT', '-m', 'conntrack', '--ctstate', 'NEW,ESTABLISHED', '-j', 'ACCEPT']);
+    }
 
     // a pod created now is attached from the link event, not at a later poll; a pod
     // deleted as a CNI DEL does (its veth first, then its netns) is let go as fast.

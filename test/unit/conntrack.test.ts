@@ -1,5 +1,5 @@
 import { expect, it } from 'vitest';
-import { diffStats, parseConntrackStat } from '../../src/lab/conntrack.js';
+import { conntrackInUse, diffStats, parseConntrackStat } from '../../src/lab/conntrack.js';
 
 // Two CPUs, as /proc/net/stat/nf_conntrack prints them on 6.x kernels
 const SAMPLE = `entries  clashres found new invalid ignore delete chainlength insert insert_failed drop early_drop icmp_error  expect_new expect_create expect_delete search_restart
@@ -19,4 +19,11 @@ it('reads kernels without a clashres column as zero clashes resolved', () => {
 it('diffs two samples', () => {
   const a = { clashResolve: 10, insertFailed: 1, drop: 2, earlyDrop: 0 };
   expect(diffStats({ clashResolve: 15, insertFailed: 1, drop: 3, earlyDrop: 0 }, a)).toEqual({ clashResolve: 5, insertFailed: 0, drop: 1, earlyDrop: 0 });
+});
+
+it('tells a namespace whose conntrack is in use from an idle one', () => {
+  expect(conntrackInUse(SAMPLE)).toBe(true);
+  const idle = 'entries  clashres found new\n00000000  00000000 00000000 00000000\n00000000  00000000 00000000 00000000\n';
+  expect(conntrackInUse(idle)).toBe(false);
+  expect(conntrackInUse(idle.replace(/00000000\n$/, '0000000a\n'))).toBe(true);
 });
