@@ -1,15 +1,11 @@
 // ns/packet of the classifier through BPF_PROG_TEST_RUN, side by side with an
 // empty tc program in the same process. Rounds alternate the two programs so
 // frequency and cache drift hit both alike; the median round is reported.
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { loadAddon } from '../datapath/addon.js';
 import { Classifier, bpfObjectPath, defaultClassifierConfig } from '../datapath/datapath.js';
 import type { ClassifierConfig } from '../datapath/layout.js';
 import { ETH_P_ARP, ethernet, frame } from '../packet.js';
 import { QTYPE, buildQuery, nameOfWireLength } from '../dns.js';
-import { parseArgs } from '../args.js';
 
 interface Case {
   name: string;
@@ -104,37 +100,4 @@ export function renderBench(rows: BenchRow[]): string {
     );
   }
   return lines.join('\n');
-}
-
-function main(): void {
-  const { values } = parseArgs(process.argv.slice(2), { values: ['--repeat', '--rounds', '--write'], switches: [] });
-  const repeat = Number(values.get('--repeat') ?? 1_000_000);
-  const rounds = Number(values.get('--rounds') ?? 7);
-  if (!Number.isInteger(repeat) || repeat < 1) throw new Error('invalid --repeat: expected a positive integer');
-  if (!Number.isInteger(rounds) || rounds < 1) throw new Error('invalid --rounds: expected a positive integer');
-  const rows = runBench(repeat, rounds);
-  const table = renderBench(rows);
-  const kernel = os.release();
-  const date = new Date().toISOString().slice(0, 10);
-  const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
-  const command = process.argv.length > 4 ? `npm run bench -- --repeat ${repeat} --rounds ${rounds}` : 'npm run bench';
-  const header = `Kernel ${kernel}, ${cpu} x${os.cpus().length}, ${date}. Command: \`${command}\` (BPF_PROG_TEST_RUN, repeat ${repeat}, median of ${rounds} alternating rounds).`;
-  console.log(`${header}\n\n${table}`);
-  const target = values.get('--write');
-  if (target) {
-    const file = path.resolve(String(target));
-    const section = `## Classifier cost per packet\n\n${header}\n\n${table}\n`;
-    const old = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '# Benchmarks\n\n';
-    const re = /## Classifier cost per packet\n[\s\S]*?(?=\n## |$)/;
-    fs.writeFileSync(file, re.test(old) ? old.replace(re, section) : `${old.trimEnd()}\n\n${section}`);
-  }
-}
-
-if (import.meta.url === `file://${process.argv[1]}`) {
-  try {
-    main();
-  } catch (e) {
-    console.error(`dnspacer bench: ${(e as Error).message}`);
-    process.exit(1);
-  }
 }

@@ -51,13 +51,18 @@ export interface LabOptions {
 }
 
 /** The native load programs (native/racer): racer, lookup-glibc, lookup-musl. */
-export function loadProgram(name: 'racer' | 'lookup-glibc' | 'lookup-musl'): string {
+export function loadProgram(name: 'racer' | 'lookup-glibc' | 'lookup-musl' | 'flood'): string {
   const here = path.dirname(fileURLToPath(import.meta.url));
   return path.resolve(here, '..', '..', 'native', 'racer', name);
 }
 
 export function racerPath(): string {
   return loadProgram('racer');
+}
+
+/** flood: sustained query load from many sockets, for the throughput benchmark */
+export function floodPath(): string {
+  return loadProgram('flood');
 }
 
 /** racer: two threads, one socket, A and AAAA released together (the race itself);
@@ -115,7 +120,7 @@ async function runRacer(topo: Topology, pairs: number, timeoutMs: number, onPair
   return out;
 }
 
-function cpuBusySeconds(): number {
+export function cpuBusySeconds(): number {
   const line = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0]!;
   const f = line.trim().split(/\s+/).slice(1).map(Number);
   const idle = (f[3] ?? 0) + (f[4] ?? 0);
@@ -128,7 +133,7 @@ function pct(samples: number[]): Percentiles {
   return { p50: s.p50, p90: s.p90, p99: s.p99, max: s.max };
 }
 
-function targetsFor(topo: Topology, placement: ConcretePlacement): Target[] {
+export function targetsFor(topo: Topology, placement: ConcretePlacement): Target[] {
   switch (placement) {
     case 'host':
       return [{ dev: topo.podHostVeth, netns: topo.node.path, label: 'pod' }];

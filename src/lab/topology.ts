@@ -25,7 +25,9 @@ export interface Topology {
   destroy(): Promise<void>;
 }
 
-export async function buildTopology(opts: { backends?: number; dnat?: Dnat } = {}): Promise<Topology> {
+/** `servers: false` leaves the backends without dnsmasq: a throughput benchmark counts
+ * what arrives there from the kernel's own UDP statistics, with no server to saturate. */
+export async function buildTopology(opts: { backends?: number; dnat?: Dnat; servers?: boolean } = {}): Promise<Topology> {
   const count = opts.backends ?? 2;
   const created: Netns[] = [];
   const daemons: ResultPromise[] = [];
@@ -50,15 +52,17 @@ export async function buildTopology(opts: { backends?: number; dnat?: Dnat } = {
       const net = `198.18.${10 + i}`;
       await vethPair({ ns: node, name: `vdns${i}`, addrs: [`${net}.1/24`] }, { ns: be, name: 'eth0', addrs: [`${net}.53/24`] });
       await be.ip('route', 'add', 'default', 'via', `${net}.1`);
-      daemons.push(startDnsmasq(be, [`${net}.53`], { [RECORD]: [RECORD_A, RECORD_AAAA] }));
+      if (opts.servers !== false) daemons.push(startDnsmasq(be, [`${net}.53`], { [RECORD]: [RECORD_A, RECORD_AAAA] }));
       backends.push(be);
       uplinks.push(`vdns${i}`);
     }
     const addrs = backends.map((_, i) => `198.18.${10 + i}.53`);
     if ((opts.dnat ?? 'iptables') === 'iptables') await iptablesDnat(node, addrs);
     else await nftDnat(node, addrs);
-    for (const a of addrs) await waitForDns(node, a, RECORD);
-    await waitForDns(pod, VIP, RECORD);
+    if (opts.servers !== false) {
+      for (const a of addrs) await waitForDns(node, a, RECORD);
+      await waitForDns(pod, VIP, RECORD);
+    }
     return { pod, node, backends, podHostVeth: 'vpod0', podDev: 'eth0', uplinks, destroy };
   } catch (e) {
     await destroy();
