@@ -31,8 +31,9 @@ commands:
            --pairs N           racing pairs per row (default 3000)
            --modes LIST        rows to run, e.g. none,serialize@host,edt/pairs@pod (default: all)
            --dnat iptables|nft how the node DNATs the DNS Service (default iptables)
-           --load racer|glibc|musl  the 2-thread racer (default), or getaddrinfo loops of glibc
-                               or musl; --pairs is then the number of lookups
+           --load racer|glibc|musl|dnsperf  the 2-thread racer (default); getaddrinfo loops of
+                               glibc or musl (--pairs is then the number of lookups); or
+                               dnsperf, sustained A + AAAA load from 8 sockets on 2 threads
            --delay, --gap, --window  pacing settings, as for the agent (default 1ms, 100us, 2ms)
            --json              print the result as JSON instead of a table
            --report FILE       also write a self-contained HTML report

@@ -77,7 +77,7 @@ function fmtRatio(r: number | null): string {
 /** Fixed-width terminal table, one row per mode/placement. */
 export function renderTable(result: LabResult): string {
   // a resolver load times whole lookups; the racer times A and AAAA apart
-  const lookups = result.load !== undefined && result.load !== 'racer';
+  const lookups = result.load === 'glibc' || result.load === 'musl';
   const header = ['mode', 'placement', lookups ? 'lookups' : 'pairs', 'clashes', 'race rate', 'vs none', 'lost/retry', 'paced', 'delay p50', lookups ? 'lkp p50' : 'A p50', lookups ? 'lkp p99' : 'A p99', 'AAAA p50', 'AAAA p99', 'racing seen'];
   const lines: string[][] = [header];
   for (const r of result.rows) {
@@ -110,7 +110,7 @@ export function renderTable(result: LabResult): string {
   });
   out.splice(1, 0, widths.map((w) => '-'.repeat(w)).join('  '));
   const p = result.pacing;
-  return `kernel ${result.kernel}, ${result.date}, ${result.pairs} ${result.load === 'racer' ? 'racing pairs' : `${result.load} lookups`} per row, delay ${p.delayUs} us, gap ${p.gapUs} us, window ${p.windowUs} us\n${out.join('\n')}\n`;
+  return `kernel ${result.kernel}, ${result.date}, ${result.pairs} ${result.load === 'racer' ? 'racing pairs' : result.load === 'dnsperf' ? 'A + AAAA query pairs from dnsperf' : `${result.load} lookups`} per row, delay ${p.delayUs} us, gap ${p.gapUs} us, window ${p.windowUs} us\n${out.join('\n')}\n`;
 }
 
 function escapeHtml(s: string): string {

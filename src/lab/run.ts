@@ -66,8 +66,9 @@ export function floodPath(): string {
 }
 
 /** racer: two threads, one socket, A and AAAA released together (the race itself);
- * glibc, musl: getaddrinfo loops of the real C libraries, as applications resolve. */
-export const LOADS = ['racer', 'glibc', 'musl'] as const;
+ * glibc, musl: getaddrinfo loops of the real C libraries, as applications resolve;
+ * dnsperf: sustained load, A and AAAA queries from 8 sockets on 2 threads, many in flight. */
+export const LOADS = ['racer', 'glibc', 'musl', 'dnsperf'] as const;
 export type Load = (typeof LOADS)[number];
 
 /** A lookup slower than this was answered only after the resolver's retry (both
@@ -96,6 +97,35 @@ async function runLookups(topo: Topology, load: 'glibc' | 'musl', lookups: numbe
   }
   const r = await child;
   if (r.exitCode !== 0) throw new Error(`lookup-${load} failed (exit ${r.exitCode}): ${String(r.stderr).trim()}`);
+  return out;
+}
+
+/** dnsperf through the Service VIP: `pairs` A and `pairs` AAAA queries, each timed on
+ * its own (-v prints one line per answer). dnsperf does not resend: a query without an
+ * answer within the timeout is lost. */
+async function runDnsperf(topo: Topology, pairs: number, timeoutMs: number, onPair: (n: number) => void): Promise<RacerOutcome> {
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'dnsp-dnsperf-')), 'queries');
+  fs.writeFileSync(file, `${RECORD} A\n${RECORD} AAAA\n`.repeat(pairs));
+  const out: RacerOutcome = { a: [], aaaa: [], lookup: [], lost: 0, retried: 0 };
+  try {
+    const args = ['-s', VIP, '-d', file, '-n', '1', '-c', '8', '-T', '2', '-q', '64', '-t', String(Math.max(1, Math.ceil(timeoutMs / 1000))), '-v'];
+    const child = execa('ip', ['netns', 'exec', topo.pod.name, 'dnsperf', ...args], { reject: false, stdin: 'ignore' });
+    let n = 0;
+    for await (const line of child) {
+      const m = /^> (\S+) \S+ (A|AAAA) ([\d.]+)$/.exec(String(line).trim());
+      if (m) {
+        (m[2] === 'A' ? out.a : out.aaaa).push(Number(m[3]) * 1e6);
+        if (++n % 100 === 0) onPair(Math.floor(n / 2));
+        continue;
+      }
+      const lost = /Queries lost:\s+(\d+)/.exec(String(line));
+      if (lost) out.lost = Number(lost[1]);
+    }
+    const r = await child;
+    if (r.exitCode !== 0) throw new Error(`dnsperf failed (exit ${r.exitCode}): ${String(r.stderr).trim()}`);
+  } finally {
+    fs.rmSync(path.dirname(file), { recursive: true, force: true });
+  }
   return out;
 }
 
@@ -218,7 +248,8 @@ export async function runLab(opts: LabOptions): Promise<{ result: LabResult; sam
         const cpu0 = cpuBusySeconds();
         const load = opts.load ?? 'racer';
         const onPair = (n: number) => opts.onProgress?.(label, n, opts.pairs);
-        const outcome = load === 'racer' ? await runRacer(topo, opts.pairs, opts.timeoutMs ?? 1000, onPair) : await runLookups(topo, load, opts.pairs, onPair);
+        const outcome =
+          load === 'racer' ? await runRacer(topo, opts.pairs, opts.timeoutMs ?? 1000, onPair) : load === 'dnsperf' ? await runDnsperf(topo, opts.pairs, opts.timeoutMs ?? 1000, onPair) : await runLookups(topo, load, opts.pairs, onPair);
         const cpu1 = cpuBusySeconds();
         const d = diffStats(await readConntrackStats({ netns: topo.node.path }), before);
         const countersAfter = classifier && mitigation ? classifier.counters() : undefined;

@@ -98,6 +98,20 @@ describeRoot('dnspacer lab', () => {
     }
   });
 
+  it.skipIf(kernelTier)('drives dnsperf as sustained load: every A and AAAA query answered and timed by type, the race gone under serialize', { timeout: slow(120_000) }, async () => {
+    const r = await execa('node', ['dist/cli.js', 'lab', '--load', 'dnsperf', '--pairs', '2000', '--modes', 'none,serialize@host', '--json'], { reject: false });
+    expect(r.exitCode, String(r.stderr)).toBe(0);
+    const result = JSON.parse(String(r.stdout));
+    expect(result.load).toBe('dnsperf');
+    for (const row of result.rows as LabRow[]) {
+      expect(row.lostOrRetried, row.mode).toBe(0);
+      expect(row.latencyUs.A.p50, row.mode).toBeGreaterThan(0);
+      expect(row.latencyUs.AAAA.p50, row.mode).toBeGreaterThan(0);
+    }
+    const serialize = (result.rows as LabRow[]).find((x) => x.mode === 'serialize')!;
+    expect(serialize.clashes).toBe(0);
+  });
+
   it('rejects a bad option with one line naming it, exit 2', { timeout: slow(10_000) }, async () => {
     const r = await execa('node', ['dist/cli.js', 'lab', '--pairs', 'many'], { reject: false });
     expect(r.exitCode).toBe(2);
@@ -108,6 +122,6 @@ describeRoot('dnspacer lab', () => {
     expect(String(m.stderr)).toMatch(/invalid modes: "fast@moon" is not a lab row; accepted: none, observe@host/);
     const l = await execa('node', ['dist/cli.js', 'lab', '--load', 'java'], { reject: false });
     expect(l.exitCode).toBe(2);
-    expect(String(l.stderr).trim()).toBe('dnspacer: invalid load: "java" is not one of racer, glibc, musl');
+    expect(String(l.stderr).trim()).toBe('dnspacer: invalid load: "java" is not one of racer, glibc, musl, dnsperf');
   });
 });
