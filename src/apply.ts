@@ -82,6 +82,8 @@ export interface MitigationOptions {
   /** netns of the node side (IFB, host veths); undefined = ours */
   nodeNetns?: string;
   ifbName?: string;
+  /** the IFB's txqueuelen; the kernel's default (32) unless a benchmark compares another */
+  ifbQueue?: number;
   pinDir: string;
 }
 
@@ -107,8 +109,11 @@ export class Mitigation {
       const name = this.opts.ifbName ?? IFB_NAME;
       const adopted = this.journal.entries().some((c) => c.kind === 'ifb' && c.name === name && (c.netns ?? '') === (node.netns ?? ''));
       if (!adopted) await this.journal.apply({ kind: 'ifb', name, ...node }, async () => {
-        // one queue: one softirq context hands DNS packets to conntrack one at a time
-        await run(node, 'ip', ['link', 'add', name, 'numtxqueues', '1', 'numrxqueues', '1', 'type', 'ifb']);
+        // one queue: one softirq context hands DNS packets to conntrack one at a time. Its
+        // length stays the IFB's own 32 packets: past saturation a longer queue only moves
+        // the drops downstream, after conntrack and forwarding did their work (npm run bench)
+        const queue = this.opts.ifbQueue ? ['txqueuelen', String(this.opts.ifbQueue)] : [];
+        await run(node, 'ip', ['link', 'add', name, 'numtxqueues', '1', 'numrxqueues', '1', ...queue, 'type', 'ifb']);
         await run(node, 'ip', ['link', 'set', name, 'up']);
       });
       this.ifbIndex = loadAddon().ifNameToIndex(name, this.opts.nodeNetns);

@@ -1,6 +1,6 @@
 // What serializing costs in throughput: DNS queries per second through the node with and
-// without `serialize` (every query through one single-queue IFB), and the CPU each
-// delivered query takes, side by side in one run. The lab's namespaces, a backend with no
+// without `serialize` (every query through one single-queue IFB, with its own 32-packet
+// queue and with 1000), and the CPU each delivered query takes, side by side in one run. The lab's namespaces, a backend with no
 // server (the kernel's UDP counters there count what arrived), and flood as the load:
 // one sender thread, then one per CPU. Rounds alternate the two setups so drift hits both.
 import fs from 'node:fs';
@@ -13,7 +13,9 @@ import { cpuBusySeconds, floodPath, targetsFor } from '../lab/run.js';
 import { type Topology, VIP, buildTopology } from '../lab/topology.js';
 import { Journal, run } from '../netops.js';
 
-export type Setup = 'none' | 'serialize';
+/** serialize-q1000: the same with a 1000-packet IFB queue instead of the IFB's own 32 */
+export type Setup = 'none' | 'serialize' | 'serialize-q1000';
+const SETUPS: readonly Setup[] = ['none', 'serialize', 'serialize-q1000'];
 
 export interface ThroughputSample {
   sentPerSec: number;
@@ -65,10 +67,11 @@ export async function runThroughput(opts: { seconds: number; rounds: number; thr
   try {
     for (let round = 0; round < opts.rounds; round++) {
       for (const threads of opts.threads) {
-        for (const setup of ['none', 'serialize'] as const) {
+        for (const setup of SETUPS) {
           let mitigation: Mitigation | undefined;
-          if (setup === 'serialize') {
-            mitigation = new Mitigation({ mode: 'serialize', placement: 'host', serializeVia: 'classify' }, DEFAULTS, classifier, new Journal(), { nodeNetns: topo.node.path, pinDir });
+          if (setup !== 'none') {
+            const ifbQueue = setup === 'serialize-q1000' ? { ifbQueue: 1000 } : {};
+            mitigation = new Mitigation({ mode: 'serialize', placement: 'host', serializeVia: 'classify' }, DEFAULTS, classifier, new Journal(), { nodeNetns: topo.node.path, pinDir, ...ifbQueue });
             await mitigation.start();
             for (const t of targetsFor(topo, 'host')) await mitigation.add(t);
           }
@@ -87,7 +90,7 @@ export async function runThroughput(opts: { seconds: number; rounds: number; thr
     fs.rmSync(pinDir, { recursive: true, force: true });
     await topo.destroy();
   }
-  return opts.threads.flatMap((threads) => (['none', 'serialize'] as const).map((setup) => ({ setup, threads, median: medianSample(samples.get(`${setup}/${threads}`)!) })));
+  return opts.threads.flatMap((threads) => SETUPS.map((setup) => ({ setup, threads, median: medianSample(samples.get(`${setup}/${threads}`)!) })));
 }
 
 export function renderThroughput(rows: ThroughputRow[]): string {

@@ -96,6 +96,9 @@ describeRoot('dnspacer agent', () => {
     const agent = startAgent(['--mode', 'serialize']);
     await ready();
     expect(await inNode('tc', ['filter', 'show', 'dev', 'vpod0', 'ingress'])).toMatch(/mirred \(Egress Redirect to device dnsp-ifb0\)/);
+    // one queue: one softirq context at a time
+    const [ifb] = JSON.parse(await inNode('ip', ['-j', '-d', 'link', 'show', 'dnsp-ifb0'])) as { num_tx_queues: number }[];
+    expect(ifb).toMatchObject({ num_tx_queues: 1 });
 
     const stat0 = await inNode('cat', ['/proc/net/stat/nf_conntrack']);
     const racer = await execa('ip', ['netns', 'exec', topo.pod.name, racerPath(), '--server', VIP, '--pairs', '1000'], { reject: false });
