@@ -7,6 +7,7 @@
         "src/errors.cc",
         "src/netns.cc",
         "src/nsid.cc",
+        "src/qdisc.cc",
         "src/object.cc",
         "src/maps.cc",
         "src/tc.cc",

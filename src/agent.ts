@@ -207,6 +207,10 @@ export async function runAgent(inputs: AgentInputs, log = pino({ name: 'dnspacer
     },
     info: () => ({ mode: plan.mode, placement: plan.placement, policy: config.policy, version: VERSION, kernel: os.release() }),
     probe: () => Object.fromEntries(Object.entries(caps).map(([k, v]) => [k, v.ok])),
+    serializeQueue: () => {
+      const q = mitigation.serializeQueue();
+      return q ? { interface: q.ifname, drops: q.drops, queued: q.qlen } : null;
+    },
   });
   const server = await startServer({
     host: config.metricsAddress.host,

@@ -3,7 +3,7 @@
 // use this; there is no second implementation.
 import fs from 'node:fs';
 import path from 'node:path';
-import { loadAddon } from './datapath/addon.js';
+import { type RootQdiscStats, loadAddon } from './datapath/addon.js';
 import { ensureBpffs } from './bpffs.js';
 import type { Classifier } from './datapath/datapath.js';
 import { DEFAULT_HANDLE, DEFAULT_PRIORITY } from './datapath/datapath.js';
@@ -119,6 +119,19 @@ export class Mitigation {
       this.ifbIndex = loadAddon().ifNameToIndex(name, this.opts.nodeNetns);
       // edt at host placement: the departure times set at ingress are kept by fq on the IFB
       if (this.plan.mode === 'edt') await this.ensureRootQdisc({ dev: name, ...node }, { kind: 'fq', args: [] }, (q) => q.kind === 'fq');
+    }
+  }
+
+  /** The serializing IFB's root qdisc: its drops are DNS queries lost because one IFB
+   * could not keep up. null when this plan has no IFB or it is gone. */
+  serializeQueue(): (RootQdiscStats & { ifname: string }) | null {
+    if (!usesIfb(this.plan)) return null;
+    const ifname = this.opts.ifbName ?? IFB_NAME;
+    try {
+      const stats = loadAddon().rootQdiscStats(ifname, this.opts.nodeNetns);
+      return stats && { ...stats, ifname };
+    } catch {
+      return null;
     }
   }
 

@@ -46,6 +46,8 @@ export interface MetricsSources {
   conntrack(): Promise<ConntrackSample[]>;
   info(): { mode: string; placement: string; policy: string; version: string; kernel: string };
   probe(): Record<string, boolean>;
+  /** the serializing IFB's queue, under serialize and edt at host placement; null otherwise */
+  serializeQueue(): { interface: string; drops: number; queued: number } | null;
 }
 
 const ATTACHMENT_LABELS = ['interface', 'direction', 'netns', 'namespace', 'pod'] as const;
@@ -143,6 +145,23 @@ export function createMetrics(sources: MetricsSources): Registry {
     collect() {
       probe.reset();
       for (const [feature, ok] of Object.entries(sources.probe())) probe.set({ feature }, ok ? 1 : 0);
+    },
+  });
+  // One IFB serializes the node's DNS: past what one CPU hands over (npm run bench) its
+  // queue overflows and queries are lost, which is the moment to spread the load.
+  mirrorCounter(registry, 'dnspacer_serialize_dropped_total', "DNS queries the serializing IFB's queue dropped because it was full.", ['interface'] as const, (set) => {
+    const q = sources.serializeQueue();
+    if (q) set({ interface: q.interface }, q.drops);
+  });
+  const backlog: Gauge<'interface'> = new Gauge({
+    name: 'dnspacer_serialize_backlog_packets',
+    help: 'DNS queries waiting in the serializing IFB queue at scrape time.',
+    labelNames: ['interface'],
+    registers: [registry],
+    collect() {
+      backlog.reset();
+      const q = sources.serializeQueue();
+      if (q) backlog.set({ interface: q.interface }, q.queued);
     },
   });
   const attachments: Gauge = new Gauge({

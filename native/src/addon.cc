@@ -15,6 +15,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitTestRun(env, exports);
   InitRingBuffer(env, exports);
   InitNsid(env, exports);
+  InitQdisc(env, exports);
   return exports;
 }
 

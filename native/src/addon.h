@@ -43,5 +43,6 @@ void InitTestRun(Napi::Env env, Napi::Object exports);
 void InitRingBuffer(Napi::Env env, Napi::Object exports);
 void InitLog(Napi::Env env, Napi::Object exports);
 void InitNsid(Napi::Env env, Napi::Object exports);
+void InitQdisc(Napi::Env env, Napi::Object exports);
 
 }  // namespace dnspacer

@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "addon.h"
+#include "netlink.h"
 
 namespace dnspacer {
 namespace {
@@ -31,8 +32,6 @@ static_assert(offsetof(NsidRequest, fd_attr) == NLMSG_LENGTH(NLMSG_ALIGN(sizeof(
 
 // Sets *id to the nsid (>= 0) or NETNSA_NSID_NOT_ASSIGNED (-1); returns 0 or an errno.
 int QueryNsid(int ns_fd, int32_t* id) {
-  int sock = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
-  if (sock < 0) return errno;
   NsidRequest req{};
   req.header.nlmsg_len = sizeof(req);
   req.header.nlmsg_type = RTM_GETNSID;
@@ -42,13 +41,8 @@ int QueryNsid(int ns_fd, int32_t* id) {
   req.fd_attr.nla_len = NLA_HDRLEN + sizeof(uint32_t);
   req.fd_attr.nla_type = NETNSA_FD;
   req.fd = static_cast<uint32_t>(ns_fd);
-  sockaddr_nl kernel{};
-  kernel.nl_family = AF_NETLINK;
-  if (sendto(sock, &req, sizeof(req), 0, reinterpret_cast<sockaddr*>(&kernel), sizeof(kernel)) < 0) {
-    int err = errno;
-    close(sock);
-    return err;
-  }
+  int sock = RtnetlinkSend(&req, sizeof(req));
+  if (sock < 0) return -sock;
   alignas(nlmsghdr) char buf[512];
   ssize_t n = recv(sock, buf, sizeof(buf), 0);
   int err = n < 0 ? errno : 0;
@@ -61,19 +55,16 @@ int QueryNsid(int ns_fd, int32_t* id) {
     return e->error < 0 ? -e->error : EBADMSG;
   }
   if (h->nlmsg_type != RTM_NEWNSID) return EBADMSG;
-  // attributes follow the rtgenmsg, each 4-byte aligned; every length is checked
+  // attributes follow the rtgenmsg
   int remaining = static_cast<int>(h->nlmsg_len) - static_cast<int>(NLMSG_LENGTH(NLMSG_ALIGN(sizeof(rtgenmsg))));
-  auto* a = reinterpret_cast<nlattr*>(static_cast<char*>(NLMSG_DATA(h)) + NLMSG_ALIGN(sizeof(rtgenmsg)));
-  while (remaining >= static_cast<int>(NLA_HDRLEN) && a->nla_len >= NLA_HDRLEN && a->nla_len <= remaining) {
-    if ((a->nla_type & NLA_TYPE_MASK) == NETNSA_NSID && a->nla_len >= NLA_HDRLEN + sizeof(int32_t)) {
-      std::memcpy(id, reinterpret_cast<char*>(a) + NLA_HDRLEN, sizeof(*id));
-      return 0;
+  bool found = false;
+  ForEachAttr(static_cast<const char*>(NLMSG_DATA(h)) + NLMSG_ALIGN(sizeof(rtgenmsg)), remaining, [&](int type, const char* data, int len) {
+    if (type == NETNSA_NSID && len >= static_cast<int>(sizeof(int32_t)) && !found) {
+      std::memcpy(id, data, sizeof(*id));
+      found = true;
     }
-    int step = NLA_ALIGN(a->nla_len);
-    remaining -= step;
-    a = reinterpret_cast<nlattr*>(reinterpret_cast<char*>(a) + step);
-  }
-  return EBADMSG;
+  });
+  return found ? 0 : EBADMSG;
 }
 
 // netnsId(path, netns?): the id the namespace `netns` (default: ours) gives the one

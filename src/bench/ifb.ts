@@ -22,6 +22,8 @@ export interface ThroughputSample {
   deliveredPerSec: number;
   /** busy CPU time of the whole machine per delivered query, sender included */
   cpuUsPerQuery: number;
+  /** queries the IFB's full queue dropped (dnspacer_serialize_dropped_total), 0 without one */
+  ifbDroppedPerSec: number;
 }
 
 export interface ThroughputRow {
@@ -42,11 +44,13 @@ export function udpArrivals(snmp: string): number {
 
 export function medianSample(xs: ThroughputSample[]): ThroughputSample {
   const mid = <K extends keyof ThroughputSample>(k: K) => [...xs].map((x) => x[k]).sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-  return { sentPerSec: mid('sentPerSec'), deliveredPerSec: mid('deliveredPerSec'), cpuUsPerQuery: mid('cpuUsPerQuery') };
+  return { sentPerSec: mid('sentPerSec'), deliveredPerSec: mid('deliveredPerSec'), cpuUsPerQuery: mid('cpuUsPerQuery'), ifbDroppedPerSec: mid('ifbDroppedPerSec') };
 }
 
-async function floodOnce(topo: Topology, threads: number, seconds: number): Promise<ThroughputSample> {
+async function floodOnce(topo: Topology, threads: number, seconds: number, mitigation?: Mitigation): Promise<ThroughputSample> {
   const backend = topo.backends[0]!.path;
+  const ifbDrops = () => mitigation?.serializeQueue()?.drops ?? 0;
+  const dropped0 = ifbDrops();
   const arrived0 = udpArrivals(await run({ netns: backend }, 'cat', ['/proc/net/snmp']));
   const cpu0 = cpuBusySeconds();
   const r = await execa('ip', ['netns', 'exec', topo.pod.name, floodPath(), '--server', VIP, '--threads', String(threads), '--seconds', String(seconds)]);
@@ -55,7 +59,12 @@ async function floodOnce(topo: Topology, threads: number, seconds: number): Prom
   await new Promise((res) => setTimeout(res, 200));
   const arrived = udpArrivals(await run({ netns: backend }, 'cat', ['/proc/net/snmp'])) - arrived0;
   const [sent, elapsed] = String(r.stdout).trim().split(' ').map(Number) as [number, number];
-  return { sentPerSec: sent / elapsed, deliveredPerSec: arrived / elapsed, cpuUsPerQuery: ((cpu1 - cpu0) * 1e6) / Math.max(arrived, 1) };
+  return {
+    sentPerSec: sent / elapsed,
+    deliveredPerSec: arrived / elapsed,
+    cpuUsPerQuery: ((cpu1 - cpu0) * 1e6) / Math.max(arrived, 1),
+    ifbDroppedPerSec: (ifbDrops() - dropped0) / elapsed,
+  };
 }
 
 export async function runThroughput(opts: { seconds: number; rounds: number; threads: number[] }): Promise<ThroughputRow[]> {
@@ -77,7 +86,7 @@ export async function runThroughput(opts: { seconds: number; rounds: number; thr
           }
           try {
             const key = `${setup}/${threads}`;
-            samples.set(key, [...(samples.get(key) ?? []), await floodOnce(topo, threads, opts.seconds)]);
+            samples.set(key, [...(samples.get(key) ?? []), await floodOnce(topo, threads, opts.seconds, mitigation)]);
           } finally {
             const failures = (await mitigation?.stop()) ?? [];
             if (failures.length) throw new Error(`could not undo serialize: ${failures.join('; ')}`);
@@ -94,11 +103,14 @@ export async function runThroughput(opts: { seconds: number; rounds: number; thr
 }
 
 export function renderThroughput(rows: ThroughputRow[]): string {
-  const lines = ['| Setup | sender threads | sent/s | delivered/s | delivered vs none | CPU µs per delivered query | CPU vs none |', '|---|---:|---:|---:|---:|---:|---:|'];
+  const lines = [
+    '| Setup | sender threads | sent/s | delivered/s | delivered vs none | dropped at the IFB/s | CPU µs per delivered query | CPU vs none |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|',
+  ];
   for (const r of rows) {
     const none = rows.find((x) => x.setup === 'none' && x.threads === r.threads)!.median;
     const m = r.median;
-    lines.push(`| ${r.setup} | ${r.threads} | ${Math.round(m.sentPerSec)} | ${Math.round(m.deliveredPerSec)} | ${(m.deliveredPerSec / none.deliveredPerSec).toFixed(2)}x | ${m.cpuUsPerQuery.toFixed(2)} | ${(m.cpuUsPerQuery / none.cpuUsPerQuery).toFixed(2)}x |`);
+    lines.push(`| ${r.setup} | ${r.threads} | ${Math.round(m.sentPerSec)} | ${Math.round(m.deliveredPerSec)} | ${(m.deliveredPerSec / none.deliveredPerSec).toFixed(2)}x | ${Math.round(m.ifbDroppedPerSec)} | ${m.cpuUsPerQuery.toFixed(2)} | ${(m.cpuUsPerQuery / none.cpuUsPerQuery).toFixed(2)}x |`);
   }
   return lines.join('\n');
 }

@@ -98,6 +98,15 @@ export interface NativeRingBuffer {
   close(): void;
 }
 
+export interface RootQdiscStats {
+  kind: string;
+  qlen: number;
+  backlog: number;
+  drops: number;
+  requeues: number;
+  overlimits: number;
+}
+
 export interface NativeAddon {
   /** open + load an ELF BPF object. */
   openObject(file: string, opts?: OpenObjectOptions): NativeBpfObject;
@@ -127,6 +136,8 @@ export interface NativeAddon {
   netnsId(path: string, netns?: string): number;
   /** /proc/net/<name> as seen from inside netns ('' = ours), e.g. 'stat/nf_conntrack' */
   readProcNet(netns: string, name: string): string;
+  /** the root qdisc's statistics (RTM_GETQDISC), null when the interface has none */
+  rootQdiscStats(ifname: string, netns?: string): RootQdiscStats | null;
 
   testRun(progFd: number, input: TestRunInput): TestRunOutput;
 

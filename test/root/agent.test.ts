@@ -115,6 +115,23 @@ describeRoot('dnspacer agent', () => {
     expect(metrics).toContain(`dnspacer_probe_supported{feature="fq"} ${caps.fq.ok ? 1 : 0}`);
     expect(metrics).toContain(`dnspacer_probe_supported{feature="serializeMirred"} 1`);
 
+    // a full IFB queue loses queries, and the metric says so: a tiny tbf on the IFB
+    // stands in for a CPU that cannot keep up, and a flood overflows it
+    const ifbDrops = async () => {
+      const [root] = JSON.parse(await inNode('tc', ['-s', '-j', 'qdisc', 'show', 'dev', 'dnsp-ifb0', 'root'])) as { drops: number }[];
+      return root!.drops;
+    };
+    expect(metrics).toContain(`dnspacer_serialize_dropped_total{interface="dnsp-ifb0"} ${await ifbDrops()}`);
+    await inNode('tc', ['qdisc', 'replace', 'dev', 'dnsp-ifb0', 'root', 'tbf', 'rate', '8kbit', 'burst', '1600', 'limit', '1600']);
+    const { floodPath } = await import('../../src/lab/run.js');
+    await execa('ip', ['netns', 'exec', topo.pod.name, floodPath(), '--server', VIP, '--seconds', '0.3', '--threads', '1']);
+    const dropped = await ifbDrops();
+    expect(dropped).toBeGreaterThan(100);
+    const afterFlood = (await get('http://127.0.0.1:19741/metrics')).body;
+    expect(afterFlood).toContain(`dnspacer_serialize_dropped_total{interface="dnsp-ifb0"} ${dropped}`);
+    expect(afterFlood).toMatch(/dnspacer_serialize_backlog_packets\{interface="dnsp-ifb0"\} \d+/);
+    await inNode('tc', ['qdisc', 'del', 'dev', 'dnsp-ifb0', 'root']);
+
     // a new pod interface is picked up from link events, and let go when deleted
     await vethPair({ ns: topo.node, name: 'vpod1' }, { ns: topo.pod, name: 'eth1' });
     await until('vpod1 filter', async () => /mirred/.test(await inNode('tc', ['filter', 'show', 'dev', 'vpod1', 'ingress'])), 3000);

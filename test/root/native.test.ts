@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { loadAddon } from '../../src/datapath/addon.js';
 import { bpfObjectPath } from '../../src/datapath/datapath.js';
+import { floodPath } from '../../src/lab/run.js';
 import { Netns, sh, vethPair } from '../../src/netns.js';
 import { describeRoot } from '../helpers/root.js';
 
@@ -132,6 +133,23 @@ describeRoot('native addon', () => {
       other.close();
       await ns.exec('tc', ['qdisc', 'del', 'dev', 'nv0', 'clsact']).catch(() => undefined);
     }
+  });
+
+  it("reads an interface's root qdisc statistics inside another netns, as tc -s shows them", async () => {
+    await ns.exec('tc', ['qdisc', 'replace', 'dev', 'nv0', 'root', 'tbf', 'rate', '8kbit', 'burst', '1600', 'limit', '1600']);
+    try {
+      // more than the tbf lets through or queues: the rest is dropped at the root qdisc
+      await ns.exec(floodPath(), ['--server', '198.18.50.2', '--seconds', '0.2', '--threads', '1']);
+      const [shown] = JSON.parse(await ns.exec('tc', ['-s', '-j', 'qdisc', 'show', 'dev', 'nv0', 'root'])) as { kind: string; drops: number; qlen: number }[];
+      const read = addon.rootQdiscStats('nv0', ns.path);
+      expect(read).toMatchObject({ kind: 'tbf', drops: shown!.drops, qlen: shown!.qlen });
+      expect(read!.drops).toBeGreaterThan(0);
+    } finally {
+      await ns.exec('tc', ['qdisc', 'del', 'dev', 'nv0', 'root']);
+    }
+    // a veth without a queue has noqueue at its root; a missing interface is named
+    expect(addon.rootQdiscStats('nv0', ns.path)).toMatchObject({ kind: 'noqueue', drops: 0 });
+    expect(() => addon.rootQdiscStats('nv9', ns.path)).toThrow(/^interface nv9 does not exist in /);
   });
 
   it('turns failures into errors that name the problem, with errno and code', () => {

@@ -18,6 +18,6 @@ it('counts every datagram that reached UDP: taken, refused for want of a socket,
 });
 
 it('takes the median of each figure', () => {
-  const s = (d: number, c: number) => ({ sentPerSec: d * 2, deliveredPerSec: d, cpuUsPerQuery: c });
-  expect(medianSample([s(10, 3), s(30, 1), s(20, 2)])).toEqual({ sentPerSec: 40, deliveredPerSec: 20, cpuUsPerQuery: 2 });
+  const s = (d: number, c: number, x: number) => ({ sentPerSec: d * 2, deliveredPerSec: d, cpuUsPerQuery: c, ifbDroppedPerSec: x });
+  expect(medianSample([s(10, 3, 0), s(30, 1, 9), s(20, 2, 4)])).toEqual({ sentPerSec: 40, deliveredPerSec: 20, cpuUsPerQuery: 2, ifbDroppedPerSec: 4 });
 });

@@ -11,7 +11,7 @@ function counters(overrides: Partial<ClassifierCounters>): ClassifierCounters {
   return { ...zero, ...overrides };
 }
 
-function sources(state: { racing: bigint; clash: number }): MetricsSources {
+function sources(state: { racing: bigint; clash: number; queue?: { interface: string; drops: number; queued: number } | null }): MetricsSources {
   return {
     attachments: () => [
       {
@@ -22,6 +22,7 @@ function sources(state: { racing: bigint; clash: number }): MetricsSources {
     conntrack: async () => [{ netns: '', clashResolve: state.clash, insertFailed: 1, drop: 0, earlyDrop: 0 }],
     info: () => ({ mode: 'serialize', placement: 'host', policy: 'pairs', version: '0.1.0', kernel: '6.18.0' }),
     probe: () => ({ fq: false, ifb: true }),
+    serializeQueue: () => state.queue ?? null,
   };
 }
 
@@ -44,6 +45,18 @@ describe('metrics', () => {
     expect(text).toContain('dnspacer_info{mode="serialize",placement="host",policy="pairs",version="0.1.0",kernel="6.18.0"} 1');
     expect(text).toContain('dnspacer_probe_supported{feature="fq"} 0');
     expect(text).toContain('# TYPE dnspacer_racing_dns_pairs_total counter');
+  });
+
+  it("exports the serializing IFB's drops and queue only when there is one", async () => {
+    const state = { racing: 0n, clash: 0, queue: { interface: 'dnsp-ifb0', drops: 5, queued: 2 } as { interface: string; drops: number; queued: number } | null };
+    const registry = createMetrics(sources(state));
+    let text = await registry.metrics();
+    expect(text).toContain('dnspacer_serialize_dropped_total{interface="dnsp-ifb0"} 5\n');
+    expect(text).toContain('dnspacer_serialize_backlog_packets{interface="dnsp-ifb0"} 2\n');
+    state.queue = null;
+    text = await registry.metrics();
+    expect(text).not.toMatch(/^dnspacer_serialize_dropped_total[{ ]/m);
+    expect(text).not.toMatch(/^dnspacer_serialize_backlog_packets[{ ]/m);
   });
 
   it('reads the sources again at every scrape', async () => {
