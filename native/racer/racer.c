@@ -3,7 +3,10 @@
  *
  * For each pair it opens a fresh connected UDP socket (a new 5-tuple, as a resolver
  * does per lookup), and two threads pinned to different CPUs send an A and an AAAA
- * query on it at the same instant, released by a barrier. This is what glibc's
+ * query on it at the same instant, released by a barrier. A barrier wakes the two
+ * threads one after the other, tens of microseconds apart on a VM whose idle vCPU
+ * must first be woken, so the first awake spins until the second is running too and
+ * both send at once. This is what glibc's
  * parallel lookups look like when the two packets are processed on two CPUs.
  * The main thread then collects both answers, resending a query that timed out.
  *
@@ -19,6 +22,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +53,8 @@ struct shared {
 	unsigned char query[2][300];
 	size_t query_len[2];
 	int64_t sent_ns[2];
+	/* senders that reached the starting line, two per pair */
+	atomic_ulong ready;
 };
 
 static struct options opt;
@@ -103,6 +109,29 @@ static void pin(int cpu)
 	pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
 }
 
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ volatile("yield");
+#endif
+}
+
+/* Both senders of a pair meet here awake before either sends. Only with two CPUs: on
+ * one, the spinning thread would keep the other from running. */
+static void meet(void)
+{
+	unsigned long n, goal;
+
+	if (opt.cpus[0] == opt.cpus[1])
+		return;
+	n = atomic_fetch_add(&sh.ready, 1) + 1;
+	goal = (n + 1) & ~1UL;
+	while (atomic_load_explicit(&sh.ready, memory_order_acquire) < goal)
+		cpu_relax();
+}
+
 static void *sender(void *arg)
 {
 	int which = (int)(intptr_t)arg;
@@ -112,6 +141,7 @@ static void *sender(void *arg)
 		pthread_barrier_wait(&sh.start);
 		if (sh.stop)
 			return NULL;
+		meet();
 		sh.sent_ns[which] = now_ns();
 		if (send(sh.fd, sh.query[which], sh.query_len[which], 0) < 0)
 			sh.sent_ns[which] = -1;
