@@ -10,7 +10,7 @@ function pinDirOf(value: string | undefined): string {
   return buildConfig(value ? { pinDir: value } : {}).pinDir;
 }
 import { renderHtml, renderTable } from './lab/report.js';
-import { ALL_CASES, LOADS, type LabCase, type Load, runLab } from './lab/run.js';
+import { ALL_CASES, CLIENTS, type Client, LOADS, type LabCase, type Load, runLab } from './lab/run.js';
 import { probe } from './probe.js';
 import { runAgent } from './agent.js';
 import { UnsupportedError } from './modes.js';
@@ -34,6 +34,8 @@ commands:
            --load racer|glibc|musl|dnsperf  the 2-thread racer (default); getaddrinfo loops of
                                glibc or musl (--pairs is then the number of lookups); or
                                dnsperf, sustained A + AAAA load from 8 sockets on 2 threads
+           --client pod|host   where the load runs: a pod (default), or the node itself as a
+                               hostNetwork pod, its queries DNATed in OUTPUT
            --delay, --gap, --window  pacing settings, as for the agent (default 1ms, 100us, 2ms)
            --json              print the result as JSON instead of a table
            --report FILE       also write a self-contained HTML report
@@ -73,7 +75,7 @@ function parseCases(text: string): LabCase[] {
 }
 
 async function lab(argv: string[]): Promise<number> {
-  const a = parseArgs(argv, { values: ['--pairs', '--modes', '--dnat', '--report', '--delay', '--gap', '--window', '--load'], switches: ['--json', '--help'] });
+  const a = parseArgs(argv, { values: ['--pairs', '--modes', '--dnat', '--report', '--delay', '--gap', '--window', '--load', '--client'], switches: ['--json', '--help'] });
   if (a.switches.has('--help')) {
     process.stdout.write(commandUsage('lab'));
     return 0;
@@ -85,6 +87,8 @@ async function lab(argv: string[]): Promise<number> {
   if (dnat !== 'iptables' && dnat !== 'nft') throw new ConfigError('dnat', `"${dnat}" is not one of iptables, nft`);
   const load = (a.values.get('--load') ?? 'racer') as Load;
   if (!LOADS.includes(load)) throw new ConfigError('load', `"${load}" is not one of ${LOADS.join(', ')}`);
+  const client = (a.values.get('--client') ?? 'pod') as Client;
+  if (!CLIENTS.includes(client)) throw new ConfigError('client', `"${client}" is not one of ${CLIENTS.join(', ')}`);
   const cases = a.values.has('--modes') ? parseCases(a.values.get('--modes')!) : undefined;
   const report = a.values.get('--report');
   const pacing = buildConfig(
@@ -97,6 +101,7 @@ async function lab(argv: string[]): Promise<number> {
     pairs,
     dnat,
     load,
+    client,
     pacing: { delayNs: pacing.delayNs, gapNs: pacing.gapNs, windowNs: pacing.windowNs },
     ...(cases ? { cases } : {}),
     command: ['dnspacer', 'lab', ...argv].join(' '),

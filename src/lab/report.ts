@@ -42,6 +42,8 @@ export interface LabResult {
   pairs: number;
   /** what sent the queries: racer (pairs), or glibc / musl getaddrinfo (lookups) */
   load: string;
+  /** where the load ran: pod (DNAT in the node's PREROUTING) or host (hostNetwork, DNAT in OUTPUT) */
+  client: string;
   command: string;
   /** the pacing settings every row ran with */
   pacing: { delayUs: number; gapUs: number; windowUs: number };
@@ -50,6 +52,13 @@ export interface LabResult {
 
 /** Whole-lookup latency samples per row, for the CDFs. */
 export type LatencySamples = Map<string, number[]>;
+
+/** "3000 racing pairs per row from a pod" */
+export function describeLoad(result: Pick<LabResult, 'pairs' | 'load' | 'client'>): string {
+  const what = result.load === 'racer' ? 'racing pairs' : result.load === 'dnsperf' ? 'A + AAAA query pairs from dnsperf' : `${result.load} lookups`;
+  const from = result.client === 'host' ? 'a host-network client (DNAT in OUTPUT)' : 'a pod';
+  return `${result.pairs} ${what} per row from ${from}`;
+}
 
 export function rowKey(row: Pick<LabRow, 'mode' | 'placement' | 'policy'>): string {
   return [row.mode, row.policy, row.placement].filter((x) => x !== '').join('/');
@@ -110,7 +119,7 @@ export function renderTable(result: LabResult): string {
   });
   out.splice(1, 0, widths.map((w) => '-'.repeat(w)).join('  '));
   const p = result.pacing;
-  return `kernel ${result.kernel}, ${result.date}, ${result.pairs} ${result.load === 'racer' ? 'racing pairs' : result.load === 'dnsperf' ? 'A + AAAA query pairs from dnsperf' : `${result.load} lookups`} per row, delay ${p.delayUs} us, gap ${p.gapUs} us, window ${p.windowUs} us\n${out.join('\n')}\n`;
+  return `kernel ${result.kernel}, ${result.date}, ${describeLoad(result)}, delay ${p.delayUs} us, gap ${p.gapUs} us, window ${p.windowUs} us\n${out.join('\n')}\n`;
 }
 
 function escapeHtml(s: string): string {
@@ -205,7 +214,7 @@ caption { text-align: left; font-weight: bold; margin-bottom: 0.5em; }
 </head>
 <body>
 <h1>dnspacer lab</h1>
-<p>Kernel ${escapeHtml(result.kernel)}, ${escapeHtml(result.date)}, ${result.pairs} racing A+AAAA pairs per row; delay ${result.pacing.delayUs} µs, gap ${result.pacing.gapUs} µs, window ${result.pacing.windowUs} µs. Command: <code>${escapeHtml(result.command)}</code>.</p>
+<p>Kernel ${escapeHtml(result.kernel)}, ${escapeHtml(result.date)}, ${escapeHtml(describeLoad(result))}; delay ${result.pacing.delayUs} µs, gap ${result.pacing.gapUs} µs, window ${result.pacing.windowUs} µs. Command: <code>${escapeHtml(result.command)}</code>.</p>
 <p>A clash is a conntrack entry created by two packets of one 5-tuple at once on two CPUs (clash_resolve + insert_failed + drop in the node namespace). The race rate is clashes per pair; "vs none" compares it to the unmitigated row of this same run.</p>
 <table>
 <caption>Side by side</caption>

@@ -16,6 +16,7 @@ import { diffStats, readConntrackStats } from './conntrack.js';
 import type { LabResult, LabRow, LatencySamples, Percentiles } from './report.js';
 import { rowKey } from './report.js';
 import { summarize } from './stats.js';
+import type { Netns } from '../netns.js';
 import { type Dnat, RECORD, type Topology, VIP, buildTopology } from './topology.js';
 
 export interface LabCase {
@@ -37,8 +38,15 @@ export const ALL_CASES: LabCase[] = [
   { mode: 'iptables-netem', placement: 'pod', policy: 'aaaa' },
 ];
 
+/** pod: the load runs in the pod, its queries DNATed in the node's PREROUTING; host: in
+ * the node's own namespace, as a hostNetwork pod, DNATed in OUTPUT */
+export const CLIENTS = ['pod', 'host'] as const;
+export type Client = (typeof CLIENTS)[number];
+
 export interface LabOptions {
   pairs: number;
+  /** where the load runs (default pod) */
+  client?: Client;
   cases?: LabCase[];
   dnat?: Dnat;
   timeoutMs?: number;
@@ -83,8 +91,8 @@ interface RacerOutcome {
   retried: number;
 }
 
-async function runLookups(topo: Topology, load: 'glibc' | 'musl', lookups: number, onPair: (n: number) => void): Promise<RacerOutcome> {
-  const child = execa('ip', ['netns', 'exec', topo.pod.name, loadProgram(`lookup-${load}`), '--name', RECORD, '--count', String(lookups)], { reject: false, stdin: 'ignore' });
+async function runLookups(client: Netns, load: 'glibc' | 'musl', lookups: number, onPair: (n: number) => void): Promise<RacerOutcome> {
+  const child = execa('ip', ['netns', 'exec', client.name, loadProgram(`lookup-${load}`), '--name', RECORD, '--count', String(lookups)], { reject: false, stdin: 'ignore' });
   const out: RacerOutcome = { a: [], aaaa: [], lookup: [], lost: 0, retried: 0 };
   let n = 0;
   for await (const line of child) {
@@ -103,13 +111,13 @@ async function runLookups(topo: Topology, load: 'glibc' | 'musl', lookups: numbe
 /** dnsperf through the Service VIP: `pairs` A and `pairs` AAAA queries, each timed on
  * its own (-v prints one line per answer). dnsperf does not resend: a query without an
  * answer within the timeout is lost. */
-async function runDnsperf(topo: Topology, pairs: number, timeoutMs: number, onPair: (n: number) => void): Promise<RacerOutcome> {
+async function runDnsperf(client: Netns, pairs: number, timeoutMs: number, onPair: (n: number) => void): Promise<RacerOutcome> {
   const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'dnsp-dnsperf-')), 'queries');
   fs.writeFileSync(file, `${RECORD} A\n${RECORD} AAAA\n`.repeat(pairs));
   const out: RacerOutcome = { a: [], aaaa: [], lookup: [], lost: 0, retried: 0 };
   try {
     const args = ['-s', VIP, '-d', file, '-n', '1', '-c', '8', '-T', '2', '-q', '64', '-t', String(Math.max(1, Math.ceil(timeoutMs / 1000))), '-v'];
-    const child = execa('ip', ['netns', 'exec', topo.pod.name, 'dnsperf', ...args], { reject: false, stdin: 'ignore' });
+    const child = execa('ip', ['netns', 'exec', client.name, 'dnsperf', ...args], { reject: false, stdin: 'ignore' });
     let n = 0;
     for await (const line of child) {
       const m = /^> (\S+) \S+ (A|AAAA) ([\d.]+)$/.exec(String(line).trim());
@@ -129,8 +137,8 @@ async function runDnsperf(topo: Topology, pairs: number, timeoutMs: number, onPa
   return out;
 }
 
-async function runRacer(topo: Topology, pairs: number, timeoutMs: number, onPair: (n: number) => void): Promise<RacerOutcome> {
-  const child = execa('ip', ['netns', 'exec', topo.pod.name, racerPath(), '--server', VIP, '--pairs', String(pairs), '--timeout-ms', String(timeoutMs)], {
+async function runRacer(client: Netns, pairs: number, timeoutMs: number, onPair: (n: number) => void): Promise<RacerOutcome> {
+  const child = execa('ip', ['netns', 'exec', client.name, racerPath(), '--server', VIP, '--pairs', String(pairs), '--timeout-ms', String(timeoutMs)], {
     reject: false,
     stdin: 'ignore',
   });
@@ -204,8 +212,10 @@ export async function runLab(opts: LabOptions): Promise<{ result: LabResult; sam
   const cases = opts.cases ?? ALL_CASES;
   const caps: Capabilities = await probe();
   const topo = await buildTopology({ dnat: opts.dnat ?? 'iptables' });
-  // the real resolvers read resolv.conf: the pod's points at the DNS Service, as kubelet writes it
-  topo.pod.writeResolvConf([VIP]);
+  const client = (opts.client ?? 'pod') === 'host' ? topo.node : topo.pod;
+  // the real resolvers read resolv.conf: it points at the DNS Service, as kubelet writes it
+  // for pods (and for hostNetwork pods with dnsPolicy ClusterFirstWithHostNet)
+  client.writeResolvConf([VIP]);
   const rows: LabRow[] = [];
   const samples: LatencySamples = new Map();
   const pinDir = `/sys/fs/bpf/dnspacer-lab-${process.pid}`;
@@ -249,7 +259,11 @@ export async function runLab(opts: LabOptions): Promise<{ result: LabResult; sam
         const load = opts.load ?? 'racer';
         const onPair = (n: number) => opts.onProgress?.(label, n, opts.pairs);
         const outcome =
-          load === 'racer' ? await runRacer(topo, opts.pairs, opts.timeoutMs ?? 1000, onPair) : load === 'dnsperf' ? await runDnsperf(topo, opts.pairs, opts.timeoutMs ?? 1000, onPair) : await runLookups(topo, load, opts.pairs, onPair);
+          load === 'racer'
+            ? await runRacer(client, opts.pairs, opts.timeoutMs ?? 1000, onPair)
+            : load === 'dnsperf'
+              ? await runDnsperf(client, opts.pairs, opts.timeoutMs ?? 1000, onPair)
+              : await runLookups(client, load, opts.pairs, onPair);
         const cpu1 = cpuBusySeconds();
         const d = diffStats(await readConntrackStats({ netns: topo.node.path }), before);
         const countersAfter = classifier && mitigation ? classifier.counters() : undefined;
@@ -303,6 +317,7 @@ export async function runLab(opts: LabOptions): Promise<{ result: LabResult; sam
       date: new Date().toISOString(),
       pairs: opts.pairs,
       load: opts.load ?? 'racer',
+      client: opts.client ?? 'pod',
       command: opts.command ?? 'dnspacer lab',
       pacing: {
         delayUs: (opts.pacing?.delayNs ?? DEFAULTS.delayNs) / 1000,

@@ -1,6 +1,7 @@
 // The lab's little cluster, in namespaces it creates and removes: a pod, a node
 // doing kube-proxy-style DNAT from a Service VIP to DNS backends, and the backends
-// running dnsmasq. Addresses come from 198.18.0.0/15 only.
+// running dnsmasq. Addresses come from 198.18.0.0/15 only. Like kube-proxy, the node
+// DNATs in PREROUTING (pod traffic) and in OUTPUT (its own host-network clients).
 import type { ResultPromise } from 'execa';
 import { Netns, startDnsmasq, stopProcess, vethPair, waitForDns } from '../netns.js';
 import { run } from '../netops.js';
@@ -57,6 +58,9 @@ export async function buildTopology(opts: { backends?: number; dnat?: Dnat; serv
       uplinks.push(`vdns${i}`);
     }
     const addrs = backends.map((_, i) => `198.18.${10 + i}.53`);
+    // a node routes the Service range somewhere (its default route) before OUTPUT's DNAT
+    // picks the backend; without one, its own sockets could not send to the VIP
+    await node.ip('route', 'add', VIP, 'dev', uplinks[0]!);
     if ((opts.dnat ?? 'iptables') === 'iptables') await iptablesDnat(node, addrs);
     else await nftDnat(node, addrs);
     if (opts.servers !== false) {
@@ -75,8 +79,10 @@ async function iptablesDnat(node: Netns, backends: string[]): Promise<void> {
   for (const [i, be] of backends.entries()) {
     const left = backends.length - i;
     const stat = left > 1 ? ['-m', 'statistic', '--mode', 'random', '--probability', (1 / left).toFixed(5)] : [];
-    for (const proto of ['udp', 'tcp']) {
-      await run({ netns: node.path }, 'iptables', ['-w', '-t', 'nat', '-A', 'PREROUTING', '-d', VIP, '-p', proto, '--dport', '53', ...stat, '-j', 'DNAT', '--to-destination', `${be}:53`]);
+    for (const chain of ['PREROUTING', 'OUTPUT']) {
+      for (const proto of ['udp', 'tcp']) {
+        await run({ netns: node.path }, 'iptables', ['-w', '-t', 'nat', '-A', chain, '-d', VIP, '-p', proto, '--dport', '53', ...stat, '-j', 'DNAT', '--to-destination', `${be}:53`]);
+      }
     }
   }
 }
@@ -84,10 +90,15 @@ async function iptablesDnat(node: Netns, backends: string[]): Promise<void> {
 /** kube-proxy's nftables mode: numgen random into a map of backends. */
 async function nftDnat(node: Netns, backends: string[]): Promise<void> {
   const map = backends.map((b, i) => `${i} : ${b}`).join(', ');
+  const rule = `ip daddr ${VIP} meta l4proto { udp, tcp } th dport 53 dnat to numgen random mod ${backends.length} map { ${map} } : 53`;
   const script = `table ip dnsplab {
   chain prerouting {
     type nat hook prerouting priority dstnat; policy accept;
-    ip daddr ${VIP} meta l4proto { udp, tcp } th dport 53 dnat to numgen random mod ${backends.length} map { ${map} } : 53
+    ${rule}
+  }
+  chain output {
+    type nat hook output priority dstnat; policy accept;
+    ${rule}
   }
 }
 `;

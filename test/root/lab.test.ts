@@ -112,6 +112,23 @@ describeRoot('dnspacer lab', () => {
     expect(serialize.clashes).toBe(0);
   });
 
+  // What no tc placement can do, measured: a hostNetwork client's queries are DNATed in the
+  // node's OUTPUT, in the sending thread's own context, before any tc hook runs.
+  it.skipIf(kernelTier)('runs a host-network client through OUTPUT: the race is there, and host placement never sees its queries', { timeout: slow(120_000) }, async () => {
+    const r = await execa('node', ['dist/cli.js', 'lab', '--client', 'host', '--pairs', '1000', '--modes', 'none,serialize@host', '--json'], { reject: false });
+    expect(r.exitCode, String(r.stderr)).toBe(0);
+    const result = JSON.parse(String(r.stdout));
+    expect(result.client).toBe('host');
+    const [none, serialize] = result.rows as LabRow[];
+    expect(none!.raceRate).toBeGreaterThan(0.05);
+    expect(none!.lostOrRetried).toBe(0);
+    expect(serialize!.racingPairsSeen).toBe(0);
+    expect(serialize!.raceRate).toBeGreaterThan(0.05);
+    const c = await execa('node', ['dist/cli.js', 'lab', '--client', 'node'], { reject: false });
+    expect(c.exitCode).toBe(2);
+    expect(String(c.stderr).trim()).toBe('dnspacer: invalid client: "node" is not one of pod, host');
+  });
+
   it('rejects a bad option with one line naming it, exit 2', { timeout: slow(10_000) }, async () => {
     const r = await execa('node', ['dist/cli.js', 'lab', '--pairs', 'many'], { reject: false });
     expect(r.exitCode).toBe(2);

@@ -140,8 +140,12 @@ describeWithFeatures('modes that hold packets', caps, ['bpf', 'clsact', 'fq', 'p
       const pairs = await race(20);
       // whichever of A and AAAA came second was held; the first was not. Latency runs from
       // each thread's own send, and the second thread may send a little later than the
-      // first: the median, not every pair, shows the full gap.
-      for (const p of pairs) expect(Math.min(p.aNs, p.aaaaNs)).toBeLessThan(GAP_NS);
+      // first: the median, not every pair, shows the full gap. When the two CPUs' enqueues
+      // into fq cross (the held query's first), fq throttles the flow until its departure
+      // and the first query leaves with it: the pair still leaves from one CPU in order,
+      // the first query waited the gap. That is rare, never most pairs.
+      const firstHeld = pairs.filter((p) => Math.min(p.aNs, p.aaaaNs) >= GAP_NS).length;
+      expect(firstHeld, 'pairs whose first query was held').toBeLessThanOrEqual(pairs.length / 10);
       expect(median(pairs.map((p) => Math.max(p.aNs, p.aaaaNs)))).toBeGreaterThanOrEqual(GAP_NS * 0.9);
       expect(classifier.counters().paced - paced0).toBe(20n);
       // a lone query, once the window has passed, leaves at once

@@ -18,6 +18,7 @@ const result: LabResult = {
   date: '2026-11-22T14:00:00Z',
   pairs: 1000,
   load: 'racer',
+  client: 'pod',
   command: 'dnspacer lab --pairs 1000',
   pacing: { delayUs: 1000, gapUs: 100, windowUs: 2000 },
   rows: [
@@ -43,7 +44,8 @@ describe('lab report', () => {
   it('renders a table with a row per mode, ratios and unsupported reasons', () => {
     const text = renderTable(result);
     const lines = text.trim().split('\n');
-    expect(lines[0]).toBe('kernel 6.18.44, 2026-11-22T14:00:00Z, 1000 racing pairs per row, delay 1000 us, gap 100 us, window 2000 us');
+    expect(lines[0]).toBe('kernel 6.18.44, 2026-11-22T14:00:00Z, 1000 racing pairs per row from a pod, delay 1000 us, gap 100 us, window 2000 us');
+    expect(renderTable({ ...result, client: 'host' }).split('\n')[0]).toContain('per row from a host-network client (DNAT in OUTPUT),');
     expect(lines).toHaveLength(2 + 1 + 4);
     expect(lines.find((l) => l.startsWith('none'))).toMatch(/40\.0%\s+1\.00x/);
     expect(lines.find((l) => l.startsWith('serialize'))).toMatch(/\b0%\s+0x/);
