@@ -43,7 +43,8 @@ commands:
            --json
   agent    run on a node: probe, choose a mode, apply it before conntrack, serve metrics
            (see README for every option; --mode, --placement, --interfaces, --dns-port, ...)
-  status   mode, placement, interfaces, live settings and counters of the running agent
+  status   mode, placement, interfaces, live settings, counters and the serializing IFB's
+           drops of the running agent
            [--json] [--state-file F] [--pin-dir D]
   trace    stream racing pairs from the running agent's classifier [--json] [--pin-dir D]
   --help, --version
@@ -155,11 +156,18 @@ function status(argv: string[]): number {
     }
   }
   const classifier = fs.existsSync(`${pinDir}/config`) ? liveClassifierConfig(pinDir) : undefined;
+  // the serializing IFB's queue: drops there are queries one IFB could not take
+  const serializeQueues = journal.entries().flatMap((c) => {
+    if (c.kind !== 'ifb') return [];
+    const q = addon.rootQdiscStats(c.name, c.netns);
+    return q ? [{ interface: c.name, dropped: q.drops, queued: q.qlen }] : [];
+  });
   const out = {
     mode: journal.meta?.mode ?? 'unknown',
     placement: journal.meta?.placement ?? 'unknown',
     interfaces,
     ...(classifier ? { classifier } : {}),
+    ...(serializeQueues.length ? { serializeQueues } : {}),
     counters: Object.fromEntries(COUNTER_FIELDS.map((f) => [f, Number(counters[f])])),
   };
   if (a.switches.has('--json')) process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
@@ -170,6 +178,7 @@ function status(argv: string[]): number {
       const c = classifier;
       process.stdout.write(`  policy ${c.policy}, delay ${c.delayUs} us, window ${c.windowUs} us, gap ${c.gapUs} us, ports ${c.dnsPorts.join(',')}, destinations ${c.dnsPrefixes.join(',') || 'any'}\n`);
     }
+    for (const q of serializeQueues) process.stdout.write(`  serializing through ${q.interface}: ${q.dropped} dropped at its full queue, ${q.queued} queued\n`);
     for (const [k, v] of Object.entries(out.counters)) process.stdout.write(`  ${k.padEnd(18)} ${v}\n`);
   }
   return 0;

@@ -130,6 +130,9 @@ describeRoot('dnspacer agent', () => {
     const afterFlood = (await get('http://127.0.0.1:19741/metrics')).body;
     expect(afterFlood).toContain(`dnspacer_serialize_dropped_total{interface="dnsp-ifb0"} ${dropped}`);
     expect(afterFlood).toMatch(/dnspacer_serialize_backlog_packets\{interface="dnsp-ifb0"\} \d+/);
+    const statusArgs = ['dist/cli.js', 'status', '--state-file', path.join(dir, 'state.json'), '--pin-dir', PIN_DIR];
+    expect(JSON.parse(await inNode('node', [...statusArgs, '--json'])).serializeQueues).toEqual([{ interface: 'dnsp-ifb0', dropped, queued: expect.any(Number) }]);
+    expect(await inNode('node', statusArgs)).toContain(`serializing through dnsp-ifb0: ${dropped} dropped at its full queue`);
     await inNode('tc', ['qdisc', 'del', 'dev', 'dnsp-ifb0', 'root']);
 
     // a new pod interface is picked up from link events, and let go when deleted
