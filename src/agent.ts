@@ -207,10 +207,7 @@ export async function runAgent(inputs: AgentInputs, log = pino({ name: 'dnspacer
     },
     info: () => ({ mode: plan.mode, placement: plan.placement, policy: config.policy, version: VERSION, kernel: os.release() }),
     probe: () => Object.fromEntries(Object.entries(caps).map(([k, v]) => [k, v.ok])),
-    serializeQueue: () => {
-      const q = mitigation.serializeQueue();
-      return q ? { interface: q.ifname, drops: q.drops, queued: q.qlen } : null;
-    },
+    serializeQueue: () => mitigation.serializeQueue(),
   });
   const server = await startServer({
     host: config.metricsAddress.host,

@@ -3,12 +3,13 @@
 // use this; there is no second implementation.
 import fs from 'node:fs';
 import path from 'node:path';
-import { type RootQdiscStats, loadAddon } from './datapath/addon.js';
+import { loadAddon } from './datapath/addon.js';
 import { ensureBpffs } from './bpffs.js';
 import type { Classifier } from './datapath/datapath.js';
 import { DEFAULT_HANDLE, DEFAULT_PRIORITY } from './datapath/datapath.js';
 import type { ActionName, ClassifierConfig } from './datapath/layout.js';
 import type { AgentConfig, ConcreteMode, ConcretePlacement } from './config.js';
+import type { SerializeQueue } from './metrics.js';
 import { type Change, type Journal, type QdiscSpec, type Where, OWNER_COMMENT, rootQdisc, run } from './netops.js';
 
 export interface Target extends Where {
@@ -58,6 +59,17 @@ export function classifierConfig(plan: Plan, s: Settings): ClassifierConfig {
     tracePerSec: s.traceRate,
     udpSampleShift: 4,
   };
+}
+
+/** An IFB's root qdisc: its drops are DNS queries lost because one IFB could not keep
+ * up. null when the IFB is gone. */
+export function readSerializeQueue(ifname: string, netns?: string): SerializeQueue | null {
+  try {
+    const q = loadAddon().rootQdiscStats(ifname, netns);
+    return q && { interface: ifname, dropped: q.drops, queued: q.qlen };
+  } catch {
+    return null;
+  }
 }
 
 /** serialize, and edt at host placement, send DNS queries through the node's IFB. */
@@ -122,17 +134,9 @@ export class Mitigation {
     }
   }
 
-  /** The serializing IFB's root qdisc: its drops are DNS queries lost because one IFB
-   * could not keep up. null when this plan has no IFB or it is gone. */
-  serializeQueue(): (RootQdiscStats & { ifname: string }) | null {
-    if (!usesIfb(this.plan)) return null;
-    const ifname = this.opts.ifbName ?? IFB_NAME;
-    try {
-      const stats = loadAddon().rootQdiscStats(ifname, this.opts.nodeNetns);
-      return stats && { ...stats, ifname };
-    } catch {
-      return null;
-    }
+  /** The serializing IFB's queue; null when this plan has no IFB. */
+  serializeQueue(): SerializeQueue | null {
+    return usesIfb(this.plan) ? readSerializeQueue(this.opts.ifbName ?? IFB_NAME, this.opts.nodeNetns) : null;
   }
 
   /** Live config change: a map update, no re-attach. */

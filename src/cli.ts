@@ -15,6 +15,7 @@ import { probe } from './probe.js';
 import { runAgent } from './agent.js';
 import { UnsupportedError } from './modes.js';
 import { Journal } from './netops.js';
+import { readSerializeQueue } from './apply.js';
 import { loadAddon } from './datapath/addon.js';
 import { COUNTER_FIELDS, MAX_SLOTS, addCounters, decodeConfig, decodeEvent, decodePrefixKey, sumPerCpuCounters, u32Key, zeroCounters } from './datapath/layout.js';
 import { qtypeName } from './dns.js';
@@ -157,11 +158,7 @@ function status(argv: string[]): number {
   }
   const classifier = fs.existsSync(`${pinDir}/config`) ? liveClassifierConfig(pinDir) : undefined;
   // the serializing IFB's queue: drops there are queries one IFB could not take
-  const serializeQueues = journal.entries().flatMap((c) => {
-    if (c.kind !== 'ifb') return [];
-    const q = addon.rootQdiscStats(c.name, c.netns);
-    return q ? [{ interface: c.name, dropped: q.drops, queued: q.qlen }] : [];
-  });
+  const serializeQueues = journal.entries().flatMap((c) => (c.kind === 'ifb' ? [readSerializeQueue(c.name, c.netns)] : [])).filter((q) => q !== null);
   const out = {
     mode: journal.meta?.mode ?? 'unknown',
     placement: journal.meta?.placement ?? 'unknown',

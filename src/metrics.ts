@@ -41,13 +41,20 @@ export interface ConntrackSample {
   earlyDrop: number;
 }
 
+/** The serializing IFB's root qdisc: what it dropped because it was full, what waits in it. */
+export interface SerializeQueue {
+  interface: string;
+  dropped: number;
+  queued: number;
+}
+
 export interface MetricsSources {
   attachments(): { labels: AttachmentLabels; counters: ClassifierCounters }[];
   conntrack(): Promise<ConntrackSample[]>;
   info(): { mode: string; placement: string; policy: string; version: string; kernel: string };
   probe(): Record<string, boolean>;
   /** the serializing IFB's queue, under serialize and edt at host placement; null otherwise */
-  serializeQueue(): { interface: string; drops: number; queued: number } | null;
+  serializeQueue(): SerializeQueue | null;
 }
 
 const ATTACHMENT_LABELS = ['interface', 'direction', 'netns', 'namespace', 'pod'] as const;
@@ -66,6 +73,21 @@ const CLASSIFIER_COUNTERS: [string, string, keyof ClassifierCounters, number][] 
   ['dnspacer_tstamp_unsupported_total', 'Queries that could not be paced at ingress because the kernel lacks bpf_skb_set_tstamp.', 'tstampUnsupported', 1],
   ['dnspacer_trace_events_dropped_total', 'Racing-pair trace events left out by the rate limit or a full ring buffer.', 'traceDropped', 1],
 ];
+
+/** One read of a source shared by the `readers` metrics that show it in one scrape. */
+function oncePerScrape<T>(read: () => T, readers: number): () => T {
+  let current: { value: T } | undefined;
+  let served = 0;
+  return () => {
+    current ??= { value: read() };
+    const { value } = current;
+    if (++served === readers) {
+      served = 0;
+      current = undefined;
+    }
+    return value;
+  };
+}
 
 /** A counter whose value is the source's value at scrape time. */
 function mirrorCounter<L extends string>(registry: Registry, name: string, help: string, labelNames: readonly L[], read: (set: (labels: Record<L, string>, value: number) => void) => Promise<void> | void): void {
@@ -99,25 +121,14 @@ export function createMetrics(sources: MetricsSources): Registry {
 
   // The node's conntrack statistics: clash_resolve counts the race resolved by the kernel
   // (>= 5.6 inserts the clashing entry), insert_failed the clashes it could not resolve.
-  // One read of the statistics serves the four metrics of a scrape.
-  let conntrackScrape: Promise<ConntrackSample[]> | undefined;
-  let conntrackReaders = 0;
-  const conntrackNow = () => {
-    conntrackScrape ??= sources.conntrack();
-    const scrape = conntrackScrape;
-    if (++conntrackReaders === CONNTRACK_METRICS) {
-      conntrackReaders = 0;
-      conntrackScrape = undefined;
-    }
-    return scrape;
-  };
   const conntrack: [string, string, (s: ConntrackSample) => number | null][] = [
     ['dnspacer_conntrack_clash_resolve_total', 'Conntrack clashes resolved (clash_resolve, "clashres" in /proc/net/stat/nf_conntrack).', (s) => s.clashResolve],
     ['dnspacer_conntrack_insert_failed_total', 'Conntrack entries that could not be inserted (unresolved clashes).', (s) => s.insertFailed],
     ['dnspacer_conntrack_drop_total', 'Packets conntrack dropped.', (s) => s.drop],
     ['dnspacer_conntrack_early_drop_total', 'Conntrack entries dropped early to make room.', (s) => s.earlyDrop],
   ];
-  const CONNTRACK_METRICS = conntrack.length;
+  // one read of the statistics serves the four metrics of a scrape
+  const conntrackNow = oncePerScrape(() => sources.conntrack(), conntrack.length);
   for (const [name, help, pick] of conntrack) {
     mirrorCounter(registry, name, help, ['netns'] as const, async (set) => {
       for (const sample of await conntrackNow()) {
@@ -147,11 +158,12 @@ export function createMetrics(sources: MetricsSources): Registry {
       for (const [feature, ok] of Object.entries(sources.probe())) probe.set({ feature }, ok ? 1 : 0);
     },
   });
+  const serializeQueueNow = oncePerScrape(() => sources.serializeQueue(), 2);
   // One IFB serializes the node's DNS: past what one CPU hands over (npm run bench) its
   // queue overflows and queries are lost, which is the moment to spread the load.
   mirrorCounter(registry, 'dnspacer_serialize_dropped_total', "DNS queries the serializing IFB's queue dropped because it was full.", ['interface'] as const, (set) => {
-    const q = sources.serializeQueue();
-    if (q) set({ interface: q.interface }, q.drops);
+    const q = serializeQueueNow();
+    if (q) set({ interface: q.interface }, q.dropped);
   });
   const backlog: Gauge<'interface'> = new Gauge({
     name: 'dnspacer_serialize_backlog_packets',
@@ -160,7 +172,7 @@ export function createMetrics(sources: MetricsSources): Registry {
     registers: [registry],
     collect() {
       backlog.reset();
-      const q = sources.serializeQueue();
+      const q = serializeQueueNow();
       if (q) backlog.set({ interface: q.interface }, q.queued);
     },
   });

@@ -49,7 +49,7 @@ export function medianSample(xs: ThroughputSample[]): ThroughputSample {
 
 async function floodOnce(topo: Topology, threads: number, seconds: number, mitigation?: Mitigation): Promise<ThroughputSample> {
   const backend = topo.backends[0]!.path;
-  const ifbDrops = () => mitigation?.serializeQueue()?.drops ?? 0;
+  const ifbDrops = () => mitigation?.serializeQueue()?.dropped ?? 0;
   const dropped0 = ifbDrops();
   const arrived0 = udpArrivals(await run({ netns: backend }, 'cat', ['/proc/net/snmp']));
   const cpu0 = cpuBusySeconds();

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { createMetrics, type ClassifierCounters, type MetricsSources } from '../../src/metrics.js';
+import { createMetrics, type ClassifierCounters, type MetricsSources, type SerializeQueue } from '../../src/metrics.js';
 import { startServer, type MetricsServer } from '../../src/server.js';
 
 function counters(overrides: Partial<ClassifierCounters>): ClassifierCounters {
@@ -11,7 +11,7 @@ function counters(overrides: Partial<ClassifierCounters>): ClassifierCounters {
   return { ...zero, ...overrides };
 }
 
-function sources(state: { racing: bigint; clash: number; queue?: { interface: string; drops: number; queued: number } | null }): MetricsSources {
+function sources(state: { racing: bigint; clash: number; queue?: SerializeQueue | null }): MetricsSources {
   return {
     attachments: () => [
       {
@@ -48,7 +48,7 @@ describe('metrics', () => {
   });
 
   it("exports the serializing IFB's drops and queue only when there is one", async () => {
-    const state = { racing: 0n, clash: 0, queue: { interface: 'dnsp-ifb0', drops: 5, queued: 2 } as { interface: string; drops: number; queued: number } | null };
+    const state = { racing: 0n, clash: 0, queue: { interface: 'dnsp-ifb0', dropped: 5, queued: 2 } as SerializeQueue | null };
     const registry = createMetrics(sources(state));
     let text = await registry.metrics();
     expect(text).toContain('dnspacer_serialize_dropped_total{interface="dnsp-ifb0"} 5\n');
